@@ -1,0 +1,142 @@
+"""The typed schema of params.yaml: one place that says which keys exist and what values they take.
+
+Every stage loads its parameters through `load_params`, so a typo or a bad value fails before any work
+with a message naming the key, instead of deep inside Ultralytics an hour later.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from yolopipe.errors import PipelineError
+from yolopipe.findings import check_fail_on
+
+
+class Section(BaseModel):
+    # Unknown keys are errors: a misspelt `epoch:` must not silently train with the default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    root: Path = Path("data/sample")
+    """A YOLO dataset directory holding data.yaml (the sample, or a DVC-tracked data/dataset-v1)."""
+
+
+class ValidateParams(Section):
+    fail_on: list[str] = ["error"]
+    """Severities (error, warning, info) or finding codes (see yolopipe/findings.py) that fail the stage."""
+    max_bad_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    """Fraction of images with failing findings (in the image or its label file) tolerated before failing."""
+    full_decode: bool = False
+    """Decode every image completely instead of reading headers (slower, catches more corruption)."""
+
+    @field_validator("fail_on")
+    @classmethod
+    def _known_codes(cls, value: list[str]) -> list[str]:
+        return check_fail_on(value)
+
+
+class TrainParams(Section):
+    model: str = "yolo11n.yaml"
+    """A model yaml to train from scratch, or a local .pt file (DVC-tracked under models/pretrained/)."""
+    epochs: int = Field(30, ge=1)
+    imgsz: int = Field(160, ge=32)
+    batch: int = Field(16, ge=-1)
+    """Images per batch; -1 lets Ultralytics choose from GPU memory."""
+    device: str = "cpu"
+    """'cpu', a GPU index '0', or a list '0,1'."""
+    workers: int = Field(0, ge=0)
+    seed: int = 0
+    deterministic: bool = True
+    optimizer: Literal["auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp"] = "auto"
+    lr0: float = Field(0.01, gt=0.0)
+    patience: int = Field(100, ge=0)
+    mosaic: float = Field(1.0, ge=0.0, le=1.0)
+
+    @field_validator("imgsz")
+    @classmethod
+    def _stride_multiple(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError("must be a multiple of 32 (the model stride)")
+        return value
+
+    @field_validator("batch")
+    @classmethod
+    def _batch_not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be a positive number of images, or -1 for auto-batch")
+        return value
+
+
+class EvaluateParams(Section):
+    split: Literal["test", "val"] = "test"
+    """Held-out split to score; falls back to val when the dataset has no test split."""
+    conf: float = Field(0.001, gt=0.0, lt=1.0)
+    iou: float = Field(0.7, gt=0.0, le=1.0)
+    batch: int = Field(16, ge=1)
+
+
+class ExportParams(Section):
+    formats: list[Literal["onnx"]] = ["onnx"]
+    simplify: bool = True
+    opset: int | None = Field(None, ge=11)
+    max_abs_diff: float = Field(1e-3, gt=0.0)
+    """Largest tolerated difference between the exported and the PyTorch model's raw outputs."""
+
+
+class Params(Section):
+    data: DataParams = DataParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    export: ExportParams = ExportParams()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and check params.yaml; raise PipelineError naming the first bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError("parameter file not found", path=path,
+                            hint="run from the repository root, or pass --params PATH")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else None
+        raise PipelineError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path, line=line) from None
+    if not isinstance(raw, dict):
+        raise PipelineError("expected a mapping of sections (data, train, ...)", path=path)
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise PipelineError(_describe(exc), path=path) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per bad key, e.g. `train.epochs: Input should be greater than or equal to 1 (got -1)`."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key{_suggestion(error['loc'])}")
+        else:
+            lines.append(f"{key}: {error['msg'].removeprefix('Value error, ')} (got {error['input']!r})")
+    return "invalid parameters\n  " + "\n  ".join(lines)
+
+
+def _suggestion(loc: tuple) -> str:
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        if field is None or not isinstance(field.annotation, type):
+            return ""
+        model = field.annotation
+    known = [f.alias or name for name, f in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
