@@ -48,9 +48,10 @@ class TrainParams(Section):
     imgsz: int = Field(160, ge=32)
     batch: int = Field(16, ge=-1)
     """Images per batch; -1 lets Ultralytics choose from GPU memory."""
-    device: str = "cpu"
-    """'cpu', a GPU index '0', or a list '0,1'."""
-    workers: int = Field(0, ge=0)
+    device: str = "auto"
+    """'auto' (a GPU when there is one, else the CPU), 'cpu', a GPU index '0', or a list '0,1'."""
+    workers: int = Field(8, ge=0)
+    """Data loader processes per GPU; Ultralytics always uses 0 on the CPU."""
     seed: int = 0
     deterministic: bool = True
     optimizer: Literal["auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp"] = "auto"
@@ -85,8 +86,9 @@ class ExportParams(Section):
     formats: list[Literal["onnx"]] = ["onnx"]
     simplify: bool = True
     opset: int | None = Field(None, ge=11)
-    max_abs_diff: float = Field(1e-3, gt=0.0)
-    """Largest tolerated difference between the exported and the PyTorch model's raw outputs."""
+    max_abs_diff: float = Field(1e-4, gt=0.0)
+    """Largest tolerated difference between the exported and the PyTorch model's raw outputs
+    (class scores, and boxes as fractions of the image size)."""
 
 
 class Params(Section):

@@ -1,0 +1,83 @@
+"""Shared fixtures: tiny real datasets, a network guard, and a command runner."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from yolopipe.synth import synthesize
+
+REPO = Path(__file__).resolve().parents[1]
+NETGUARD = Path(__file__).parent / "netguard"
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A real 3-class YOLO dataset of 40 images; treat as read-only (copy it to modify)."""
+    root = tmp_path_factory.mktemp("tiny") / "dataset"
+    synthesize(root, {"train": 24, "val": 8, "test": 8}, width=96, height=96, seed=1)
+    return root
+
+
+@pytest.fixture
+def netguard_env(tmp_path) -> tuple[dict[str, str], Path]:
+    return guarded_env(tmp_path)
+
+
+def guarded_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """Environment for subprocesses in which every non-loopback connection fails and is logged."""
+    log = tmp_path / "netguard.log"
+    log.touch()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), env.get("PYTHONPATH")]))
+    env["YOLOPIPE_NETGUARD_LOG"] = str(log)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    return env, log
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command, showing its output when it fails."""
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n"
+                             f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}")
+    return result
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under root, to prove nothing was written into it."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class TrainedRun:
+    """A 2-epoch CPU training on the tiny dataset, shared by the train, evaluate and export tests."""
+
+    def __init__(self, workdir: Path, dataset: Path) -> None:
+        from yolopipe.params import TrainParams
+        from yolopipe.stage import stage
+        from yolopipe.train import train
+
+        self.workdir = workdir
+        self.scratch = workdir / "scratch"
+        self.models_dir = workdir / "models"
+        self.live_dir = workdir / "live"
+        self.data_yaml = stage(dataset, workdir / "staged").data_yaml
+        self.params = TrainParams(epochs=2, imgsz=64, batch=8)
+        self.result = train(self.params, self.data_yaml, self.models_dir, self.live_dir, self.scratch)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_dataset) -> TrainedRun:
+    workdir = tmp_path_factory.mktemp("trained")
+    cwd = Path.cwd()
+    os.chdir(workdir)  # so a stray write by Ultralytics into the working directory shows up
+    try:
+        return TrainedRun(workdir, tiny_dataset)
+    finally:
+        os.chdir(cwd)
