@@ -23,7 +23,7 @@ $(INSTALLED): requirements.lock pyproject.toml
 
 demo: $(INSTALLED)
 	dvc repro
-	dvc metrics show
+	dvc metrics show results/evaluate/metrics.json results/export/metrics.json
 
 test: $(INSTALLED)
 	python -m pytest

@@ -1,0 +1,116 @@
+"""The `yolopipe` command: one subcommand per pipeline stage. It parses, calls, and reports."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from yolopipe import paths
+from yolopipe.errors import PipelineError
+from yolopipe.params import Params, load_params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except PipelineError as exc:
+        print(f"yolopipe {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"yolopipe {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yolopipe", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        if name != "synth":
+            sub.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file")
+        return sub
+
+    synth = command("synth", _synth, "write a deterministic synthetic YOLO dataset")
+    synth.add_argument("out", type=Path, help="a new, empty directory")
+    for split, count in (("train", 200), ("val", 50), ("test", 50)):
+        synth.add_argument(f"--{split}", type=int, default=count, help=f"{split} images (default {count})")
+    synth.add_argument("--width", type=int, default=256)
+    synth.add_argument("--height", type=int, default=256)
+    synth.add_argument("--seed", type=int, default=0)
+
+    validate = command("validate", _validate, "check a YOLO dataset before any training")
+    validate.add_argument("dataset", type=Path, nargs="?", help="dataset directory or data.yaml "
+                          "(default: data.root from params.yaml)")
+    validate.add_argument("--out", type=Path, default=None,
+                          help=f"report directory (default: {paths.VALIDATE_DIR} for the params dataset)")
+    command("stage", _stage, "copy the dataset onto local disk for training")
+    command("train", _train, "train the detector on the staged dataset")
+    command("evaluate", _evaluate, "score the trained model on the held-out split")
+    command("export", _export, "export the model and check it against PyTorch")
+    return parser
+
+
+def _synth(args) -> None:
+    from yolopipe.synth import synthesize
+
+    result = synthesize(args.out, {"train": args.train, "val": args.val, "test": args.test},
+                        args.width, args.height, args.seed)
+    print(f"wrote {sum(result.images.values())} images ({result.instances} objects) to {result.root}")
+
+
+def _validate(args) -> int:
+    from yolopipe.validate import failure_message, validate
+
+    # On its own (`yolopipe validate PATH` outside a project) it runs with the default policy.
+    params = load_params(args.params) if args.dataset is None or args.params.is_file() else Params()
+    dataset = args.dataset or params.data.root
+    out = args.out or (paths.VALIDATE_DIR if args.dataset is None else None)
+    result = validate(dataset, params.validate_, out)
+    print(result.summary)
+    if not result.passed:
+        print(failure_message(result), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _stage(args) -> None:
+    from yolopipe.stage import stage
+
+    params = load_params(args.params)
+    print(stage(params.data.root, paths.STAGED_ROOT).summary)
+
+
+def _train(args) -> None:
+    from yolopipe.train import train
+
+    params = load_params(args.params)
+    result = train(params.train, paths.STAGED_ROOT / "data.yaml", paths.MODELS_DIR, paths.TRAIN_DIR,
+                   paths.SCRATCH_DIR)
+    print(result.summary)
+
+
+def _evaluate(args) -> None:
+    from yolopipe.evaluate import evaluate
+
+    params = load_params(args.params)
+    result = evaluate(params.evaluate, paths.BEST_WEIGHTS, paths.STAGED_ROOT / "data.yaml",
+                      paths.EVALUATE_DIR, paths.SCRATCH_DIR)
+    print(result.summary)
+
+
+def _export(args) -> None:
+    from yolopipe.export import export
+
+    params = load_params(args.params)
+    result = export(params.export, paths.BEST_WEIGHTS, paths.STAGED_ROOT / "data.yaml",
+                    paths.MODELS_DIR, paths.EXPORT_DIR, paths.SCRATCH_DIR)
+    print(result.summary)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Where each stage reads and writes, relative to the repository root. dvc.yaml names the same paths."""
+
+from pathlib import Path
+
+STAGED_ROOT = Path("data/staged")  # the local copy training reads (a DVC output, never the source)
+MODELS_DIR = Path("models")
+BEST_WEIGHTS = MODELS_DIR / "best.pt"
+LAST_WEIGHTS = MODELS_DIR / "last.pt"
+RESULTS_DIR = Path("results")
+VALIDATE_DIR = RESULTS_DIR / "validate"
+TRAIN_DIR = RESULTS_DIR / "train"  # dvclive's directory
+EVALUATE_DIR = RESULTS_DIR / "evaluate"
+EXPORT_DIR = RESULTS_DIR / "export"
+SCRATCH_DIR = Path(".yolopipe")  # Ultralytics' own run folders and settings; git-ignored

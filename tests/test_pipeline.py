@@ -1,0 +1,120 @@
+"""End to end: the real `dvc repro` of this repository, offline, in a temporary copy with tiny params."""
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import REPO, run, tree_digest
+
+pytestmark = pytest.mark.slow
+
+TINY = {"epochs": 2, "imgsz": 64, "batch": 8}
+OUTPUTS = [
+    "results/validate/report.json", "results/validate/metrics.json", "results/validate/class_histogram.csv",
+    "data/staged/data.yaml", "models/best.pt", "models/last.pt", "models/train_args.yaml",
+    "results/train/metrics.json", "results/train/plots/metrics/val/mAP50.tsv",
+    "results/evaluate/metrics.json", "results/evaluate/plots/pr_curve.json",
+    "results/evaluate/plots/confusion.json", "results/evaluate/plots/confusion_matrix.png",
+    "models/best.onnx", "results/export/metrics.json",
+]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """This repository as a user clones it (committed and new files, nothing ignored), with tiny params."""
+    root = tmp_path_factory.mktemp("project")
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"].update(TINY)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "tiny params"], root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def repro(project, tmp_path_factory):
+    """`dvc repro` with every non-loopback connection refused and recorded."""
+    from conftest import guarded_env
+
+    env, log = guarded_env(tmp_path_factory.mktemp("netguard"))
+    dataset_before = tree_digest(project / "data" / "sample")
+    dvc_yaml_before = (project / "dvc.yaml").read_text()
+    result = run(["dvc", "repro"], project, env)
+    return env, log, result, dataset_before, dvc_yaml_before
+
+
+def test_repro_writes_every_output(project, repro):
+    for name in OUTPUTS:
+        assert (project / name).is_file(), name
+    evaluation = json.loads((project / "results/evaluate/metrics.json").read_text())
+    assert {"mAP50", "mAP50-95", "precision", "recall", "per_class"} <= set(evaluation)
+    parity = json.loads((project / "results/export/metrics.json").read_text())["onnx"]
+    assert parity["max_abs_diff"] < 1e-4 and parity["mismatched_images"] == 0
+    steps = (project / "results/train/plots/metrics/val/mAP50.tsv").read_text().splitlines()
+    assert len(steps) == 1 + TINY["epochs"]
+
+
+def test_repro_made_no_network_attempt(repro):
+    _, log, _, _, _ = repro
+    assert log.read_text() == ""
+
+
+def test_repro_left_the_dataset_and_dvc_yaml_alone(project, repro):
+    _, _, _, dataset_before, dvc_yaml_before = repro
+    assert tree_digest(project / "data" / "sample") == dataset_before
+    assert not list((project / "data" / "sample").rglob("*.cache"))
+    # Ultralytics' own DVC callback would have appended sections to dvc.yaml.
+    assert (project / "dvc.yaml").read_text() == dvc_yaml_before
+    assert list((project / "data" / "staged" / "labels").glob("*.cache"))  # caches went to the copy
+
+
+def test_second_repro_is_a_no_op_and_everything_is_clean(project, repro):
+    env = repro[0]
+    again = run(["dvc", "repro"], project, env)
+    assert "Running stage" not in again.stdout
+    assert "up to date" in run(["dvc", "status"], project, env).stdout
+    # Every generated file is a DVC output or git-ignored: only the lock file (new hashes) changed.
+    changes = run(["git", "status", "--porcelain"], project).stdout.splitlines()
+    assert changes in ([], [" M dvc.lock"], ["?? dvc.lock"])
+
+
+def test_metrics_and_plots_work_without_flags(project, repro):
+    env = repro[0]
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], project, env).stdout)
+    files = next(iter(metrics.values()))["data"]
+    assert {"results/evaluate/metrics.json", "results/train/metrics.json", "results/export/metrics.json",
+            "results/validate/metrics.json"} <= set(files)
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], project, env).stdout)
+    assert not plots.get("errors")
+    shown = set(plots["data"])
+    for plot in ("results/evaluate/plots/pr_curve.json", "results/evaluate/plots/confusion.json",
+                 "results/validate/class_histogram.csv", "results/evaluate/plots/confusion_matrix.png"):
+        assert plot in shown, plot
+
+
+def test_experiment_with_a_changed_param(project, repro):
+    env = repro[0]
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "baseline"], project)
+    run(["dvc", "exp", "run", "-n", "one-epoch", "-S", "train.epochs=1"], project, env)
+    table = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], project, env).stdout)))
+    experiment = next(row for row in table if row["Experiment"] == "one-epoch")
+    assert experiment["train.epochs"] == "1"
+    assert experiment["results/evaluate/metrics.json:mAP50"] != ""
+    params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project, env).stdout)
+    assert params_diff["params.yaml"]["train.epochs"] == {"old": 2, "new": 1}
+    metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project, env).stdout)
+    assert "results/train/metrics.json" in metrics_diff
