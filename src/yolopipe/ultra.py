@@ -28,15 +28,15 @@ def load_ultralytics(config_dir: Path = DEFAULT_CONFIG_DIR) -> ModuleType:
     """Import ultralytics configured for an offline run that writes nothing outside our directories."""
     config_dir = config_dir.resolve()
     config_dir.mkdir(parents=True, exist_ok=True)
-    _install_fonts(config_dir)
     # These are read once, at Ultralytics' import time.
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
     os.environ["YOLO_OFFLINE"] = "true"
     os.environ["YOLO_AUTOINSTALL"] = "false"
     import ultralytics
     from ultralytics.engine import trainer
-    from ultralytics.utils import SETTINGS
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
 
+    _install_fonts(USER_CONFIG_DIR)  # where check_font() looks before it downloads
     SETTINGS.update({
         **_QUIET_SETTINGS,
         "datasets_dir": str(config_dir / "datasets"),
@@ -48,13 +48,13 @@ def load_ultralytics(config_dir: Path = DEFAULT_CONFIG_DIR) -> ModuleType:
     return ultralytics
 
 
-def _install_fonts(config_dir: Path) -> None:
-    """Give Ultralytics' plotting the fonts it would otherwise fetch from the internet."""
+def _install_fonts(font_dir: Path) -> None:
+    """Give Ultralytics' plotting the fonts it would otherwise fetch from github.com."""
     import matplotlib
 
     dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     for name in ("Arial.ttf", "Arial.Unicode.ttf"):
-        target = config_dir / name
+        target = font_dir / name
         if not target.exists():
             shutil.copyfile(dejavu, target)
 
