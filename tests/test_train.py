@@ -61,3 +61,12 @@ def test_missing_pretrained_weights_fail_without_a_download(tmp_path, monkeypatc
 
 def test_model_yaml_is_built_from_scratch():
     assert resolve_model(TrainParams().model) == "yolo11n.yaml"
+
+
+def test_checkpoints_hold_no_absolute_paths_of_this_machine(trained):
+    """An absolute path inside best.pt would change its hash in every clone and dirty dvc.lock."""
+    for weights in (trained.result.best, trained.result.last):
+        assert str(trained.workdir).encode() not in weights.read_bytes(), weights.name
+        checkpoint = torch.load(weights, weights_only=False)
+        assert "date" not in checkpoint and "git" not in checkpoint
+        assert "time" not in checkpoint["train_results"]

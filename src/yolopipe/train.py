@@ -73,6 +73,10 @@ def save_portable_checkpoint(source: Path, target: Path) -> None:
         checkpoint["train_results"].pop("time", None)
     if isinstance(checkpoint.get("train_args"), dict):
         checkpoint["train_args"] = _portable_args(checkpoint["train_args"])
+    for key in ("model", "ema"):  # the model objects carry their own copy of the arguments
+        model = checkpoint.get(key)
+        if isinstance(getattr(model, "args", None), dict):
+            model.args = _portable_args(model.args)
     # torch.save names the archive after the file, so write under the final name, then rename atomically.
     partial = target.parent / ".partial" / target.name
     partial.parent.mkdir(exist_ok=True)
