@@ -1,31 +1,67 @@
 import json
 import shutil
 
+import pytest
 import yaml
 
 from yolopipe.evaluate import evaluate, held_out_split
 from yolopipe.params import EvaluateParams
 
+CLASSES = {"circle", "square", "triangle"}
 
-def test_metrics_and_plots_dvc_can_read(trained, tmp_path):
-    result = evaluate(EvaluateParams(), trained.result.best, trained.data_yaml, tmp_path / "eval", trained.scratch)
+
+@pytest.fixture(scope="module")
+def evaluation(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    return evaluate(EvaluateParams(), trained.result.best, trained.data_yaml, out, trained.scratch), out
+
+
+def test_flat_metrics_dvc_can_diff(evaluation):
+    result, out = evaluation
     assert result.split == "test"
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert {"mAP50", "mAP50-95", "precision", "recall"} <= set(metrics)
-    assert set(metrics["per_class"]) == {"circle", "square", "triangle"}
-    assert all(0.0 <= metrics[k] <= 1.0 for k in ("mAP50", "mAP50-95", "precision", "recall"))
-    plots = tmp_path / "eval" / "plots"
-    curve = json.loads((plots / "pr_curve.json").read_text())
-    assert len(curve) == 101 and {"recall", "precision"} == set(curve[0])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == result.metrics
+    expected = {"mAP50", "mAP50-95", "mAP75", "precision", "recall",
+                "speed/preprocess_ms", "speed/inference_ms", "speed/postprocess_ms"}
+    expected |= {f"AP50/{c}" for c in CLASSES} | {f"AP50-95/{c}" for c in CLASSES}
+    assert set(metrics) == expected
+    assert all(isinstance(v, float) for v in metrics.values())  # flat: no nested tables
+    assert all(0.0 <= metrics[k] <= 1.0 for k in expected if not k.startswith("speed/"))
+    assert metrics["mAP50"] >= metrics["mAP75"] >= 0.0 and metrics["speed/inference_ms"] > 0.0
+
+
+def test_per_class_curves_and_confusion_rows(evaluation, trained):
+    _, out = evaluation
+    plots = out / "plots"
+    for name, x, y in (("pr_curves.json", "recall", "precision"), ("f1_curves.json", "confidence", "f1")):
+        rows = json.loads((plots / name).read_text())
+        assert {tuple(sorted(row)) for row in rows} == {tuple(sorted(("class", x, y)))}
+        by_class = {row["class"] for row in rows}
+        assert "all" in by_class and by_class - {"all"} <= CLASSES
+        assert all(0.0 <= row[x] <= 1.0 and 0.0 <= row[y] <= 1.0 for row in rows)
+        assert len(rows) == 101 * len(by_class)
     confusion = json.loads((plots / "confusion.json").read_text())
-    labels = {"circle", "square", "triangle", "background"}
+    labels = CLASSES | {"background"}
     assert confusion and all(row["actual"] in labels and row["predicted"] in labels for row in confusion)
     # Every true box of the test split is counted once: as a class, or as missed (predicted background).
     test_boxes = sum(len(p.read_text().splitlines())
                      for p in (trained.data_yaml.parent / "labels" / "test").glob("*.txt"))
     assert sum(row["actual"] != "background" for row in confusion) == test_boxes
+
+
+def test_png_plots_and_images_with_boxes(evaluation, trained):
+    _, out = evaluation
+    plots = out / "plots"
     for image in ("pr_curve.png", "f1_curve.png", "confusion_matrix.png"):
         assert (plots / image).read_bytes().startswith(b"\x89PNG")
+    drawn = sorted(p.name for p in (plots / "images").iterdir())
+    first = sorted((trained.data_yaml.parent / "images" / "test").glob("*.jpg"))[:4]
+    assert drawn == [f"{p.stem}.png" for p in first]
+    from PIL import Image
+
+    with Image.open(plots / "images" / drawn[0]) as picture:
+        assert min(picture.size) >= 320  # the 96 px test images are enlarged to stay legible
+        assert (0, 170, 0) in {colour for _, colour in picture.getcolors(1 << 20)}  # a true box is drawn
 
 
 def test_falls_back_to_val_without_a_test_split(trained, tmp_path):
@@ -35,6 +71,8 @@ def test_falls_back_to_val_without_a_test_split(trained, tmp_path):
     del description["test"]
     (staged / "data.yaml").write_text(yaml.safe_dump(description))
     assert held_out_split(staged / "data.yaml", "test") == "val"
-    result = evaluate(EvaluateParams(), trained.result.best, staged / "data.yaml", tmp_path / "eval",
+    result = evaluate(EvaluateParams(images=1), trained.result.best, staged / "data.yaml", tmp_path / "eval",
                       trained.scratch)
     assert result.split == "val"
+    first_val = sorted((staged / "images" / "val").glob("*.jpg"))[0]
+    assert [p.name for p in (tmp_path / "eval" / "plots" / "images").iterdir()] == [f"{first_val.stem}.png"]

@@ -2,30 +2,75 @@ import json
 
 import onnx
 import pytest
+import torch
 from onnx import numpy_helper
 
 from yolopipe.errors import PipelineError
-from yolopipe.export import compare_onnx, export
+from yolopipe.export import check_available, export
 from yolopipe.params import ExportParams
+from yolopipe.parity import compare_export
 
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    result = export(ExportParams(), trained.result.best, trained.data_yaml, trained.models_dir, out,
-                    trained.scratch)
+    evaluation = out / "evaluate.json"
+    evaluation.write_text(json.dumps({"mAP50": 0.5, "AP50/circle": 0.6, "speed/inference_ms": 3.0}))
+    result = export(ExportParams(formats=["onnx", "torchscript"]), trained.result.best, trained.data_yaml,
+                    trained.models_dir, out, trained.scratch, evaluation=evaluation)
     return result, out
 
 
-def test_onnx_matches_pytorch_in_onnx_runtime(exported, trained):
+def test_every_format_matches_pytorch(exported, trained):
     result, out = exported
-    onnx_path = result.exported["onnx"]
-    assert onnx_path == trained.models_dir / "best.onnx"
-    onnx.checker.check_model(str(onnx_path))
-    parity = json.loads((out / "metrics.json").read_text())["onnx"]
-    assert parity["images"] == 8  # the whole test split of the tiny dataset
-    assert parity["mismatched_images"] == 0
-    assert 0.0 < parity["max_abs_diff"] < 1e-4  # float differences exist, and are small
+    assert result.exported == {"onnx": trained.models_dir / "best.onnx",
+                               "torchscript": trained.models_dir / "best.torchscript"}
+    onnx.checker.check_model(str(result.exported["onnx"]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(isinstance(v, (int, float)) for v in metrics.values())  # flat keys for dvc metrics diff
+    for fmt in ("onnx", "torchscript"):
+        assert metrics[f"{fmt}/images"] == 8  # the whole test split of the tiny dataset
+        assert metrics[f"{fmt}/mismatched_images"] == 0
+        assert 0.0 <= metrics[f"{fmt}/max_abs_diff"] < 1e-4
+    assert 0.0 < metrics["onnx/max_abs_diff"]  # float differences exist, and are small
+
+
+def test_latency_per_format(exported):
+    _, out = exported
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"pytorch/latency_ms", "onnx/latency_ms", "torchscript/latency_ms"} <= set(metrics)
+    assert all(metrics[k] > 0.0 for k in metrics if k.endswith("latency_ms"))
+
+
+def test_model_card_describes_the_weights(exported, trained):
+    result, _ = exported
+    card = json.loads(result.card.read_text())
+    assert result.card == trained.models_dir / "model_card.json"
+    assert card["classes"] == {"0": "circle", "1": "square", "2": "triangle"}
+    assert card["model"]["imgsz"] == 64 and len(card["model"]["md5"]) == 32
+    assert card["input"]["shape"] == [1, 3, 64, 64]
+    assert card["output"]["shape"] == [1, 4 + 3, 84]  # (64/8)^2 + (64/16)^2 + (64/32)^2 candidates
+    assert set(card["exports"]) == {"onnx", "torchscript"}
+    assert card["exports"]["onnx"]["output_shape"] == card["output"]["shape"]
+    assert len(card["dataset"]["md5"]) == 32 and card["dataset"]["held_out_split"] == "test"
+    assert card["metrics"] == {"mAP50": 0.5, "AP50/circle": 0.6}  # timings vary, so they stay out
+
+
+def test_rerun_writes_identical_bytes(exported, trained, tmp_path):
+    result, out = exported
+    onnx_before, card_before = result.exported["onnx"].read_bytes(), json.loads(result.card.read_text())
+    export(ExportParams(formats=["onnx", "torchscript"]), trained.result.best, trained.data_yaml,
+           trained.models_dir, tmp_path, trained.scratch, evaluation=out / "evaluate.json")
+    assert result.exported["onnx"].read_bytes() == onnx_before
+    # A second trace in the same process renames TorchScript's classes, so its bytes only repeat in a fresh
+    # process (as in `dvc repro`); here, check that the export date, the part that varied, is gone.
+    extra = {"config.txt": ""}
+    torch.jit.load(str(result.exported["torchscript"]), _extra_files=extra)
+    assert "date" not in json.loads(extra["config.txt"])
+    card = json.loads(result.card.read_text())
+    for fmt_card in (card, card_before):
+        del fmt_card["exports"]["torchscript"]["md5"]
+    assert card == card_before
 
 
 def test_corrupted_onnx_weights_are_rejected(exported, trained, tmp_path):
@@ -40,7 +85,7 @@ def test_corrupted_onnx_weights_are_rejected(exported, trained, tmp_path):
     broken = tmp_path / "broken.onnx"
     onnx.save(model, str(broken))
     images = sorted((trained.data_yaml.parent / "images" / "test").glob("*.jpg"))
-    parity = compare_onnx(trained.result.best, broken, images)
+    parity = compare_export(trained.result.best, broken, images, 64)
     assert parity["max_abs_diff"] > 1e-2
 
 
@@ -48,3 +93,30 @@ def test_export_fails_loudly_above_the_tolerance(trained, tmp_path):
     strict = ExportParams(max_abs_diff=1e-12)
     with pytest.raises(PipelineError, match="disagrees with PyTorch"):
         export(strict, trained.result.best, trained.data_yaml, tmp_path, tmp_path / "out", trained.scratch)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_formats_this_machine_cannot_build_fail_with_what_to_install():
+    with pytest.raises(PipelineError, match="(?s)engine .*no NVIDIA GPU.*pip install tensorrt"):
+        check_available(["onnx", "engine"], half=False)
+    with pytest.raises(PipelineError, match="torchscript needs a GPU"):
+        check_available(["torchscript"], half=True)
+    check_available(["onnx"], half=True)  # FP16 ONNX is converted on the CPU
+
+
+def test_openvino_without_its_package_names_the_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(PipelineError, match="pip install openvino"):
+        check_available(["openvino"], half=False)
+
+
+def test_params_reject_unknown_formats_and_bad_sizes():
+    with pytest.raises(ValueError):
+        ExportParams(formats=["tflite"])
+    with pytest.raises(ValueError):
+        ExportParams(imgsz=100)
+    with pytest.raises(ValueError):
+        ExportParams(formats=["onnx", "onnx"])

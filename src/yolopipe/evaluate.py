@@ -7,16 +7,17 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
 
+from yolopipe.dataset import load_dataset
+from yolopipe.evalplots import class_curves, confusion_rows, draw_boxes
 from yolopipe.params import EvaluateParams
 from yolopipe.ultra import load_ultralytics
 
 # PNG copies of Ultralytics' own plots, for readers without the vega CDN that `dvc plots show` loads.
 ULTRALYTICS_PLOTS = {"BoxPR_curve.png": "pr_curve.png", "BoxF1_curve.png": "f1_curve.png",
                      "confusion_matrix.png": "confusion_matrix.png"}
-PR_CURVE_POINTS = 101  # Ultralytics samples 1000 recall points; 101 draw the same curve in a tenth the bytes
+SPEED_KEYS = ("preprocess", "inference", "postprocess")  # Ultralytics' ms per image of each step
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class EvaluationResult:
     def summary(self) -> str:
         m = self.metrics
         return (f"{self.split} split: mAP50 {m['mAP50']:.3f}, mAP50-95 {m['mAP50-95']:.3f}, "
-                f"precision {m['precision']:.3f}, recall {m['recall']:.3f} -> {self.metrics_path}")
+                f"mAP75 {m['mAP75']:.3f}, precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
+                f"{m['speed/inference_ms']:.1f} ms/image -> {self.metrics_path}")
 
 
 def evaluate(params: EvaluateParams, weights: Path, data_yaml: Path, out_dir: Path,
@@ -39,20 +41,34 @@ def evaluate(params: EvaluateParams, weights: Path, data_yaml: Path, out_dir: Pa
     load_ultralytics(scratch_dir / "ultralytics")
     from ultralytics import YOLO
 
-    results = YOLO(str(weights), task="detect").val(
+    model = YOLO(str(weights), task="detect")
+    run_dir = (scratch_dir / "runs").resolve()
+    results = model.val(
         data=str(data_yaml.resolve()), split=split, batch=params.batch, conf=params.conf, iou=params.iou,
-        plots=True, project=str((scratch_dir / "runs").resolve()), name="evaluate", exist_ok=True,
-        verbose=False,
+        plots=True, project=str(run_dir), name="evaluate", exist_ok=True, verbose=False,
     )
     names = [results.names[i] for i in sorted(results.names)]
-    metrics = _metrics(results, names)
+    metrics = flat_metrics(results, names)
     plots_dir = out_dir / "plots"
-    plots_dir.mkdir(parents=True, exist_ok=True)
+    if plots_dir.exists():  # drop images of an earlier run, so the folder holds exactly this run's plots
+        shutil.rmtree(plots_dir)
+    plots_dir.mkdir(parents=True)
+    box = results.box
     _write_json(out_dir / "metrics.json", metrics)
-    _write_json(plots_dir / "pr_curve.json", _pr_curve(results))
-    _write_json(plots_dir / "confusion.json", _confusion_rows(results.confusion_matrix.matrix, names))
+    _write_json(plots_dir / "pr_curves.json",
+                class_curves(box.px, box.prec_values, box.ap_class_index, names, "recall", "precision"))
+    _write_json(plots_dir / "f1_curves.json",
+                class_curves(box.px, box.f1_curve, box.ap_class_index, names, "confidence", "f1"))
+    _write_json(plots_dir / "confusion.json", confusion_rows(results.confusion_matrix.matrix, names))
     for theirs, ours in ULTRALYTICS_PLOTS.items():
         shutil.copyfile(Path(results.save_dir) / theirs, plots_dir / ours)
+    (plots_dir / "images").mkdir()  # declared as a plot directory in dvc.yaml, so it exists even when empty
+    images = sorted(load_dataset(data_yaml).images(split))[:params.images]
+    predictions = model.predict([str(p) for p in images], conf=params.plot_conf, iou=params.iou, verbose=False,
+                                save=False, project=str(run_dir), name="predict") if images else []
+    for image, prediction in zip(images, predictions, strict=True):
+        rows = prediction.boxes.data[:, :6].cpu().numpy() if prediction.boxes is not None else []
+        draw_boxes(image, rows, names, plots_dir / "images" / f"{image.stem}.png")
     return EvaluationResult(split, metrics, out_dir / "metrics.json")
 
 
@@ -62,33 +78,19 @@ def held_out_split(data_yaml: Path, wanted: str) -> str:
     return wanted if description.get(wanted) else "val"
 
 
-def _metrics(results, names: list[str]) -> dict:
+def flat_metrics(results, names: list[str]) -> dict[str, float]:
+    """One level of keys (mAP50, AP50/circle, speed/inference_ms) so `dvc metrics diff` and
+    `dvc exp show` list every figure as its own column. Classes absent from the split score 0."""
     box = results.box
-    per_class = {name: {"AP50": 0.0, "AP50-95": 0.0} for name in names}
+    metrics = {"mAP50": _round(box.map50), "mAP50-95": _round(box.map), "mAP75": _round(box.map75),
+               "precision": _round(box.mp), "recall": _round(box.mr)}
+    per_class = {name: (0.0, 0.0) for name in names}
     for i, class_id in enumerate(box.ap_class_index):
-        per_class[names[class_id]] = {"AP50": _round(box.ap50[i]), "AP50-95": _round(box.ap[i])}
-    return {"mAP50": _round(box.map50), "mAP50-95": _round(box.map), "precision": _round(box.mp),
-            "recall": _round(box.mr), "per_class": per_class}
-
-
-def _pr_curve(results) -> list[dict]:
-    """The mean precision-recall curve over classes, as rows DVC's linear template draws."""
-    recall, precision = results.box.px, np.asarray(results.box.prec_values)
-    if precision.size == 0:
-        return []
-    mean = precision.mean(axis=0)
-    keep = np.linspace(0, len(recall) - 1, PR_CURVE_POINTS).round().astype(int)
-    return [{"recall": _round(recall[i]), "precision": _round(mean[i])} for i in keep]
-
-
-def _confusion_rows(matrix: np.ndarray, names: list[str]) -> list[dict]:
-    """One row per counted detection, as DVC's confusion template wants. Ultralytics' matrix is
-    [predicted, actual] with a last row/column for background (missed or spurious boxes)."""
-    labels = [*names, "background"]
-    rows = []
-    for predicted, actual in zip(*np.nonzero(matrix), strict=True):
-        rows += [{"actual": labels[actual], "predicted": labels[predicted]}] * int(matrix[predicted, actual])
-    return rows
+        per_class[names[class_id]] = (_round(box.ap50[i]), _round(box.ap[i]))
+    metrics.update({f"AP50/{name}": ap50 for name, (ap50, _) in per_class.items()})
+    metrics.update({f"AP50-95/{name}": ap for name, (_, ap) in per_class.items()})
+    metrics.update({f"speed/{step}_ms": round(float(results.speed.get(step, 0.0)), 3) for step in SPEED_KEYS})
+    return metrics
 
 
 def _round(value) -> float:

@@ -78,17 +78,43 @@ class EvaluateParams(Section):
     split: Literal["test", "val"] = "test"
     """Held-out split to score; falls back to val when the dataset has no test split."""
     conf: float = Field(0.001, gt=0.0, lt=1.0)
+    """Confidence threshold for the mAP figures (low, so the PR curve reaches high recall)."""
     iou: float = Field(0.7, gt=0.0, le=1.0)
     batch: int = Field(16, ge=1)
+    images: int = Field(4, ge=0, le=32)
+    """Held-out images drawn with their true and predicted boxes (the first, sorted by name)."""
+    plot_conf: float = Field(0.25, gt=0.0, lt=1.0)
+    """Confidence threshold of the boxes drawn on those images, the one a deployment would use."""
 
 
 class ExportParams(Section):
-    formats: list[Literal["onnx"]] = ["onnx"]
+    formats: list[Literal["onnx", "torchscript", "openvino", "engine"]] = Field(["onnx"], min_length=1)
+    """Export formats; openvino needs `pip install openvino`, engine (TensorRT) an NVIDIA GPU and tensorrt."""
+    imgsz: int | None = Field(None, ge=32)
+    """Input size of the export; null: the size the model was trained at."""
+    half: bool = False
+    """FP16 weights (ONNX on CPU, every format on a GPU); raise max_abs_diff to about 1e-2 with it."""
+    dynamic: bool = False
+    """Dynamic batch and image size (ONNX, OpenVINO, TensorRT)."""
     simplify: bool = True
     opset: int | None = Field(None, ge=11)
     max_abs_diff: float = Field(1e-4, gt=0.0)
-    """Largest tolerated difference between the exported and the PyTorch model's raw outputs
+    """Largest tolerated difference between an export's and the PyTorch model's raw outputs
     (class scores, and boxes as fractions of the image size)."""
+
+    @field_validator("imgsz")
+    @classmethod
+    def _stride_multiple(cls, value: int | None) -> int | None:
+        if value is not None and value % 32:
+            raise ValueError("must be a multiple of 32 (the model stride)")
+        return value
+
+    @field_validator("formats")
+    @classmethod
+    def _no_repeats(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists a format twice")
+        return value
 
 
 class Params(Section):

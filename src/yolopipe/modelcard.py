@@ -1,0 +1,75 @@
+"""The model card: what a deployer needs to know about the weights next to it, in one JSON file.
+
+It is a cached DVC output, so it must be the same bytes whenever the same inputs are reproduced: no
+dates, no latencies, and no git revision (that would change with every commit, and a fresh clone's
+`dvc repro` would then write a different card). The card names the weights' md5, the same one dvc.lock
+records, which leads to the commit: `git log -S <md5> -- dvc.lock`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from yolopipe.dataset import load_dataset
+from yolopipe.dvchashes import recorded_md5s
+from yolopipe.params import ExportParams
+from yolopipe.parity import output_shapes
+
+# Ultralytics writes label caches into the staged copy during training; they are not the dataset.
+IGNORED_SUFFIXES = (".cache", ".npy")
+
+
+def write_model_card(path: Path, weights: Path, data_yaml: Path, split: str, imgsz: int,
+                     params: ExportParams, exported: dict[str, Path], parity: dict[str, dict],
+                     evaluation: Path | None) -> Path:
+    """Write the card for `weights` and its exports to `path`."""
+    input_shape, output_shape = output_shapes(weights, imgsz)
+    names = list(load_dataset(data_yaml).names)
+    card = {
+        "model": {"file": weights.name, "md5": file_md5(weights), "task": "detect", "imgsz": imgsz},
+        "classes": dict(enumerate(names)),
+        "input": {"shape": input_shape, "dtype": "float32",
+                  "layout": "NCHW, RGB scaled to [0, 1], letterboxed to imgsz with grey (114) padding"},
+        "output": {"shape": output_shape,
+                   "layout": f"per candidate box: centre x, centre y, width, height in input pixels, then "
+                             f"{len(names)} class scores; apply NMS (Ultralytics used conf 0.25, iou 0.7)"},
+        "exports": {fmt: {"file": file.name, "md5": file_md5(file) if file.is_file() else None,
+                          **dict(zip(("input_shape", "output_shape"), output_shapes(file, imgsz), strict=True)),
+                          "half": params.half, "dynamic": params.dynamic,
+                          "max_abs_diff": parity[fmt]["max_abs_diff"],
+                          "parity_images": parity[fmt]["images"], "tolerance": params.max_abs_diff}
+                    for fmt, file in exported.items()},
+        "dataset": {"md5": dataset_md5(data_yaml.parent), "held_out_split": split},
+        "metrics": _quality_metrics(evaluation),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
+def dataset_md5(root: Path) -> str:
+    """md5 over every dataset file's relative path and md5 (data.yaml, images, labels), in sorted order.
+    Reuses the md5s DVC already recorded for unchanged files, so a large dataset is not read twice."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(IGNORED_SUFFIXES))
+    known = recorded_md5s([str(p.resolve()) for p in files], root.resolve())
+    digest = hashlib.md5()
+    for file in files:
+        md5 = known.get(str(file.resolve())) or file_md5(file)
+        digest.update(f"{file.relative_to(root).as_posix()}\0{md5}\n".encode())
+    return digest.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _quality_metrics(evaluation: Path | None) -> dict:
+    """The evaluate stage's figures without its timings, which vary from run to run."""
+    if evaluation is None or not evaluation.is_file():
+        return {}
+    return {k: v for k, v in json.loads(evaluation.read_text()).items() if not k.startswith("speed/")}
