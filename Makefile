@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 # dvc.yaml runs `yolopipe ...`: put the environment's commands first on PATH for every recipe.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help demo test test-fast lint lock clean
+.PHONY: help demo test test-fast lint lock clean report
 
 help:
 	@echo "make demo       install the locked environment, run the pipeline on data/sample, show metrics"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-fast  the test suite without the slow end-to-end runs"
 	@echo "make lint       ruff"
 	@echo "make lock       re-resolve requirements.in into requirements.lock"
+	@echo "make report     compare BASE (default main) with EXP (default: the workspace) in report.md"
 
 $(INSTALLED): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,13 @@ test-fast: $(INSTALLED)
 lint: $(INSTALLED)
 	ruff check src tests bench
 	ruff format --check src tests bench
+
+# `make report BASE=main EXP="exp-a exp-b"`: params that differ, metric deltas and PNG charts (CI posts it).
+BASE ?= main
+EXP ?= workspace
+REPORT ?= report.md
+report: $(INSTALLED)
+	yolopipe report --base $(BASE) --exp $(EXP) -o $(REPORT)
 
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -18,9 +18,10 @@ OUTPUTS = [
     "results/validate/report.json", "results/validate/metrics.json", "results/validate/class_histogram.csv",
     "data/staged/data.yaml", "models/best.pt", "models/last.pt", "models/train_args.yaml",
     "results/train/metrics.json", "results/train/plots/metrics/val/mAP50.tsv",
-    "results/evaluate/metrics.json", "results/evaluate/plots/pr_curve.json",
-    "results/evaluate/plots/confusion.json", "results/evaluate/plots/confusion_matrix.png",
-    "models/best.onnx", "results/export/metrics.json",
+    "results/evaluate/metrics.json", "results/evaluate/plots/pr_curves.json",
+    "results/evaluate/plots/f1_curves.json", "results/evaluate/plots/confusion.json",
+    "results/evaluate/plots/confusion_matrix.png", "results/evaluate/plots/images/test_000000.png",
+    "models/best.onnx", "models/model_card.json", "results/export/metrics.json",
 ]
 
 
@@ -60,9 +61,10 @@ def test_repro_writes_every_output(project, repro):
     for name in OUTPUTS:
         assert (project / name).is_file(), name
     evaluation = json.loads((project / "results/evaluate/metrics.json").read_text())
-    assert {"mAP50", "mAP50-95", "precision", "recall", "per_class"} <= set(evaluation)
-    parity = json.loads((project / "results/export/metrics.json").read_text())["onnx"]
-    assert parity["max_abs_diff"] < 1e-4 and parity["mismatched_images"] == 0
+    assert {"mAP50", "mAP50-95", "mAP75", "precision", "recall", "AP50/circle", "speed/inference_ms"} <= set(evaluation)
+    exported = json.loads((project / "results/export/metrics.json").read_text())
+    assert exported["onnx/max_abs_diff"] < 1e-4 and exported["onnx/mismatched_images"] == 0
+    assert exported["onnx/latency_ms"] > 0 and exported["pytorch/latency_ms"] > 0
     steps = (project / "results/train/plots/metrics/val/mAP50.tsv").read_text().splitlines()
     assert len(steps) == 1 + TINY["epochs"]
 
@@ -88,7 +90,8 @@ def test_second_repro_is_a_no_op_and_everything_is_clean(project, repro):
     assert "up to date" in run(["dvc", "status"], project, env).stdout
     # Every generated file is a DVC output or git-ignored: only the lock file (new hashes) changed.
     changes = run(["git", "status", "--porcelain"], project).stdout.splitlines()
-    assert changes in ([], [" M dvc.lock"], ["?? dvc.lock"])
+    # (core.autostage stages the lock, as it stages the .gitignore files DVC writes.)
+    assert changes in ([], [" M dvc.lock"], ["M  dvc.lock"])
 
 
 def test_metrics_and_plots_work_without_flags(project, repro):
@@ -100,21 +103,36 @@ def test_metrics_and_plots_work_without_flags(project, repro):
     plots = json.loads(run(["dvc", "plots", "show", "--json"], project, env).stdout)
     assert not plots.get("errors")
     shown = set(plots["data"])
-    for plot in ("results/evaluate/plots/pr_curve.json", "results/evaluate/plots/confusion.json",
-                 "results/validate/class_histogram.csv", "results/evaluate/plots/confusion_matrix.png"):
+    for plot in ("results/evaluate/plots/pr_curves.json", "results/evaluate/plots/f1_curves.json",
+                 "results/evaluate/plots/confusion.json", "results/validate/class_histogram.csv",
+                 "results/evaluate/plots/confusion_matrix.png", "results/evaluate/plots/images/test_000000.png"):
         assert plot in shown, plot
+    # The per-class curves use the committed template, which colours by class.
+    curves = plots["data"]["results/evaluate/plots/pr_curves.json"][0]["content"]
+    assert curves["encoding"]["color"]["field"] == "class"
 
 
 def test_experiment_with_a_changed_param(project, repro):
     env = repro[0]
     run(["git", "add", "-A"], project)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "baseline"], project)
-    run(["dvc", "exp", "run", "-n", "one-epoch", "-S", "train.epochs=1"], project, env)
+    trained = run(["dvc", "exp", "run", "-n", "one-epoch", "-S", "train.epochs=1"], project, env).stdout
+    assert "Running stage 'train'" in trained
+    assert "Running stage 'validate'" not in trained  # a train param never re-validates the dataset
     table = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], project, env).stdout)))
     experiment = next(row for row in table if row["Experiment"] == "one-epoch")
     assert experiment["train.epochs"] == "1"
-    assert experiment["results/evaluate/metrics.json:mAP50"] != ""
+    # DVC prefixes a metric with its file only when another file has the same key.
+    assert experiment.get("results/evaluate/metrics.json:mAP50", experiment.get("mAP50")) not in ("", None)
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project, env).stdout)
-    assert params_diff["params.yaml"]["train.epochs"] == {"old": 2, "new": 1}
+    epochs = params_diff["params.yaml"]["train.epochs"]
+    assert (epochs["old"], epochs["new"]) == (2, 1)
     metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project, env).stdout)
     assert "results/train/metrics.json" in metrics_diff
+
+
+def test_validate_params_rerun_validate_but_not_training(project, repro):
+    env = repro[0]
+    out = run(["dvc", "exp", "run", "-n", "lenient", "-S", "validate.max_bad_fraction=0.5"], project, env).stdout
+    assert "Running stage 'validate'" in out
+    assert "Running stage 'train'" not in out  # the staged copy is the same bytes, so training is not rerun

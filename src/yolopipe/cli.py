@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     command("train", _train, "train the detector on the staged dataset")
     command("evaluate", _evaluate, "score the trained model on the held-out split")
     command("export", _export, "export the model and check it against PyTorch")
+    report = command("report", _report, "compare a baseline with experiments, commits or branches in markdown")
+    report.add_argument("--base", help="baseline revision: a commit, branch, tag or experiment name")
+    report.add_argument("--exp", nargs="+", default=[], metavar="REV",
+                        help="revisions to compare with the baseline, `workspace` included "
+                             "(default: the baseline's `dvc exp` experiments, or the workspace without --base)")
+    report.add_argument("-o", "--out", type=Path, default=Path("report.md"),
+                        help="markdown file; charts go to <name>_charts/ beside it (default: report.md)")
     return parser
 
 
@@ -108,8 +115,15 @@ def _export(args) -> None:
 
     params = load_params(args.params)
     result = export(params.export, paths.BEST_WEIGHTS, paths.STAGED_ROOT / "data.yaml",
-                    paths.MODELS_DIR, paths.EXPORT_DIR, paths.SCRATCH_DIR)
+                    paths.MODELS_DIR, paths.EXPORT_DIR, paths.SCRATCH_DIR,
+                    evaluation=paths.EVALUATE_DIR / "metrics.json")
     print(result.summary)
+
+
+def _report(args) -> None:
+    from yolopipe.compare import write_report
+
+    print(write_report(args.base, args.exp, args.out).summary)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,171 @@
+"""`yolopipe report`: the markdown and charts on their own, then a queued sweep of two tiny experiments in a
+copy of this repository whose dataset is DVC-tracked and checked out as read-only links."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from yolopipe.compare import Comparison, render_markdown
+from yolopipe.compare_charts import EVALUATE_PLOTS, TRAIN_PLOTS, draw_charts
+
+from conftest import REPO, guarded_env, run
+
+YOLOPIPE = [sys.executable, "-m", "yolopipe.cli"]
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+TINY = {"epochs": 2, "imgsz": 64, "batch": 8}
+SWEEP = ["-S", "train.epochs=1", "-S", "train.optimizer=SGD", "-S", "train.lr0=0.001,0.01"]
+
+
+def _comparison(has_base: bool = True) -> Comparison:
+    revs = ["main", "exp-a"] if has_base else ["main"]
+    comparison = Comparison(revs, has_base)
+    comparison.params = {"train.lr0": {"main": 0.01, "exp-a": 0.001}, "train.imgsz": {"main": 64, "exp-a": 64}}
+    evaluation = {"mAP50": {"main": 0.5, "exp-a": 0.625}, "recall": {"main": 0.25, "exp-a": 0.25},
+                  "AP50/circle": {"main": 0.75, "exp-a": 0.5}}
+    comparison.metrics = {"results/evaluate/metrics.json": evaluation}
+    comparison.plots = {
+        f"{TRAIN_PLOTS}/train/box_loss.tsv": [{"step": str(s), "box_loss": str(3 - s - i), "rev": rev}
+                                              for i, rev in enumerate(revs) for s in range(3)],
+        f"{TRAIN_PLOTS}/lr/pg0.tsv": [{"step": "0", "pg0": "0.01", "rev": "main"}],
+        f"{EVALUATE_PLOTS}/pr_curves.json": [{"recall": r / 10, "precision": 1 - r / 20, "rev": rev, "class": c}
+                   for rev in revs for c in ("all", "circle") for r in range(11)],
+    }
+    return comparison
+
+
+def test_markdown_has_param_diff_deltas_and_per_class_rows(tmp_path):
+    comparison = _comparison()
+    charts = draw_charts(comparison.plots, comparison.revs, tmp_path / "report_charts")
+    text = render_markdown(comparison, charts, tmp_path / "report.md")
+    assert "| `train.lr0` | 0.01 | 0.001 |" in text
+    assert "train.imgsz" not in text  # the same in both: not a difference
+    assert "| `mAP50` | 0.5 | 0.625 | +0.125 |" in text
+    assert "| `recall` | 0.25 | 0.25 | 0 |" in text
+    assert text.index("### Per-class AP") < text.index("| `AP50/circle` | 0.75 | 0.5 | -0.25 |")
+    assert "![Training curves](report_charts/training_curves.png)" in text
+    assert "![Precision-recall curve](report_charts/pr_curve.png)" in text
+
+
+def test_charts_are_pngs_and_deterministic(tmp_path):
+    comparison = _comparison()
+    first = draw_charts(comparison.plots, comparison.revs, tmp_path / "a")
+    second = draw_charts(comparison.plots, comparison.revs, tmp_path / "b")
+    assert set(first) == {"Training curves", "Precision-recall curve"}
+    for title, path in first.items():
+        data = path.read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000, title
+        assert data == second[title].read_bytes(), title
+
+
+def test_one_revision_says_there_is_no_baseline(tmp_path):
+    text = render_markdown(_comparison(has_base=False), {}, tmp_path / "report.md")
+    assert "no baseline to compare with" in text
+    assert "Δ" not in text and "| `mAP50` | 0.5 |" in text
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A copy of this repository on a DVC-tracked synthetic dataset, linked from the cache, a baseline run by
+    `dvc repro`, and two experiments run from the queue (`dvc exp run --queue` + `dvc queue start`)."""
+    root = tmp_path_factory.mktemp("sweep")
+    env, log = guarded_env(tmp_path_factory.mktemp("netguard"))
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"].update(TINY)
+    params["data"]["root"] = "data/dataset-v1"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], root)
+    run([*GIT, "commit", "-q", "--allow-empty", "-m", "x"], root)
+    run(["dvc", "config", "cache.type", "reflink,hardlink,symlink"], root, env)
+    run([*YOLOPIPE, "synth", "data/dataset-v1", "--train", "24", "--val", "8", "--test", "8",
+         "--width", "96", "--height", "96", "--seed", "1"], root, env)
+    run(["dvc", "add", "-q", "data/dataset-v1"], root, env)
+    run(["dvc", "checkout", "-q", "--relink", "data/dataset-v1.dvc"], root, env)  # links, not copies
+    run(["git", "add", "-A"], root)
+    run([*GIT, "commit", "-q", "-m", "tiny params, DVC-tracked dataset"], root)
+    cache_before = _digest(root / ".dvc" / "cache")
+    run(["dvc", "repro"], root, env)
+    run(["git", "add", "-A"], root)
+    run([*GIT, "commit", "-q", "-m", "baseline"], root)
+    queued = run(["dvc", "exp", "run", "--queue", *SWEEP], root, env).stdout
+    run(["dvc", "queue", "start", "--jobs", "1"], root, env)
+    status = _wait_for_queue(root, env, timeout_s=900)
+    return root, env, log, cache_before, queued, status
+
+
+def _wait_for_queue(root: Path, env: dict, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], root, env).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        time.sleep(5)
+    logs = run(["dvc", "queue", "logs", "--follow"], root, env, check=False)
+    raise AssertionError(f"queue still busy after {timeout_s} s:\n{status}\n{logs.stdout[-3000:]}")
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and "runs" not in p.parts}
+
+
+@pytest.mark.slow
+def test_queued_sweep_runs_on_read_only_linked_data(sweep):
+    root, env, log, cache_before, queued, status = sweep
+    assert queued.count("Queued experiment") == 2, queued
+    assert status.count("Success") == 2 and "Failed" not in status, status
+    image = next((root / "data/dataset-v1/images/train").iterdir())
+    assert image.is_symlink() or image.stat().st_nlink > 1  # a link into the cache, not a copy
+    assert not os.access(image, os.W_OK) or os.geteuid() == 0  # DVC protects linked files read-only
+    assert not image.stat().st_mode & 0o222
+    cache_after = _digest(root / ".dvc" / "cache")
+    assert {name: cache_after.get(name) for name in cache_before} == cache_before  # cache files unchanged
+    assert not list((root / "data/dataset-v1").rglob("*.cache"))  # Ultralytics wrote into the staged copy only
+    assert log.read_text() == ""  # no process of the sweep tried to reach the network
+
+
+@pytest.mark.slow
+def test_report_compares_the_baseline_with_both_experiments(sweep, tmp_path):
+    root, env, *_ = sweep
+    rows = json.loads(run(["dvc", "exp", "show", "--json"], root, env).stdout)
+    names = sorted(exp["name"] for row in rows for exp in (row.get("experiments") or [])
+                   for exp in [exp["revs"][0]] if exp.get("name"))
+    assert len(names) == 2, rows
+    out = tmp_path / "out" / "report.md"
+    printed = run([*YOLOPIPE, "report", "--base", "main", "-o", str(out)], root, env).stdout  # default: its exps
+    assert "compared main vs" in printed
+    text = out.read_text()
+    for name in names:
+        assert f"`{name}`" in text and f"Δ {name}" in text
+    assert "| `train.lr0` | 0.01 |" in text and "| `train.epochs` | 2 | 1 | 1 |" in text
+    assert "| `train.optimizer` | auto | SGD | SGD |" in text
+    for metric in ("mAP50", "mAP50-95", "precision", "recall"):
+        assert f"| `{metric}` |" in text
+    assert "### Per-class AP" in text
+    charts = sorted((out.parent / "report_charts").glob("*.png"))
+    assert [p.name for p in charts] == ["pr_curve.png", "training_curves.png"]
+    assert all(p.stat().st_size > 5000 for p in charts)
+    assert "dvc_plots" not in os.listdir(root)  # DVC's image copies went to a temporary directory
+
+
+@pytest.mark.slow
+def test_report_on_one_revision_says_so(sweep, tmp_path):
+    root, env, *_ = sweep
+    out = tmp_path / "single.md"
+    result = run([*YOLOPIPE, "report", "--exp", "main", "-o", str(out)], root, env)
+    assert "main alone (no baseline)" in result.stdout
+    text = out.read_text()
+    assert "no baseline to compare with" in text and "| `mAP50` |" in text and "Δ" not in text
