@@ -34,7 +34,6 @@ test-fast: $(INSTALLED)
 
 lint: $(INSTALLED)
 	ruff check src tests bench
-	ruff format --check src tests bench
 
 # `make report BASE=main EXP="exp-a exp-b"`: params that differ, metric deltas and PNG charts (CI posts it).
 BASE ?= main
