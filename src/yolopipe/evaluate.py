@@ -24,6 +24,7 @@ SPEED_KEYS = ("preprocess", "inference", "postprocess")  # Ultralytics' ms per i
 class EvaluationResult:
     split: str
     metrics: dict
+    speed: dict
     metrics_path: Path
 
     @property
@@ -31,7 +32,7 @@ class EvaluationResult:
         m = self.metrics
         return (f"{self.split} split: mAP50 {m['mAP50']:.3f}, mAP50-95 {m['mAP50-95']:.3f}, "
                 f"mAP75 {m['mAP75']:.3f}, precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
-                f"{m['speed/inference_ms']:.1f} ms/image -> {self.metrics_path}")
+                f"{self.speed['speed/inference_ms']:.1f} ms/image -> {self.metrics_path}")
 
 
 def evaluate(params: EvaluateParams, weights: Path, data_yaml: Path, out_dir: Path,
@@ -49,12 +50,16 @@ def evaluate(params: EvaluateParams, weights: Path, data_yaml: Path, out_dir: Pa
     )
     names = [results.names[i] for i in sorted(results.names)]
     metrics = flat_metrics(results, names)
+    speed = {f"speed/{step}_ms": round(float(results.speed.get(step, 0.0)), 3) for step in SPEED_KEYS}
     plots_dir = out_dir / "plots"
     if plots_dir.exists():  # drop images of an earlier run, so the folder holds exactly this run's plots
         shutil.rmtree(plots_dir)
     plots_dir.mkdir(parents=True)
     box = results.box
     _write_json(out_dir / "metrics.json", metrics)
+    # Timings depend on the machine and its load, not on the inputs: they go to a top-level metrics file
+    # that DVC shows but does not hash, so re-running the stage reproduces dvc.lock exactly.
+    _write_json(out_dir / "speed.json", speed)
     _write_json(plots_dir / "pr_curves.json",
                 class_curves(box.px, box.prec_values, box.ap_class_index, names, "recall", "precision"))
     _write_json(plots_dir / "f1_curves.json",
@@ -69,7 +74,7 @@ def evaluate(params: EvaluateParams, weights: Path, data_yaml: Path, out_dir: Pa
     for image, prediction in zip(images, predictions, strict=True):
         rows = prediction.boxes.data[:, :6].cpu().numpy() if prediction.boxes is not None else []
         draw_boxes(image, rows, names, plots_dir / "images" / f"{image.stem}.png")
-    return EvaluationResult(split, metrics, out_dir / "metrics.json")
+    return EvaluationResult(split, metrics, speed, out_dir / "metrics.json")
 
 
 def held_out_split(data_yaml: Path, wanted: str) -> str:
@@ -79,7 +84,7 @@ def held_out_split(data_yaml: Path, wanted: str) -> str:
 
 
 def flat_metrics(results, names: list[str]) -> dict[str, float]:
-    """One level of keys (mAP50, AP50/circle, speed/inference_ms) so `dvc metrics diff` and
+    """One level of keys (mAP50, AP50/circle) so `dvc metrics diff` and
     `dvc exp show` list every figure as its own column. Classes absent from the split score 0."""
     box = results.box
     metrics = {"mAP50": _round(box.map50), "mAP50-95": _round(box.map), "mAP75": _round(box.map75),
@@ -89,7 +94,6 @@ def flat_metrics(results, names: list[str]) -> dict[str, float]:
         per_class[names[class_id]] = (_round(box.ap50[i]), _round(box.ap[i]))
     metrics.update({f"AP50/{name}": ap50 for name, (ap50, _) in per_class.items()})
     metrics.update({f"AP50-95/{name}": ap for name, (_, ap) in per_class.items()})
-    metrics.update({f"speed/{step}_ms": round(float(results.speed.get(step, 0.0)), 3) for step in SPEED_KEYS})
     return metrics
 
 
