@@ -24,7 +24,7 @@ $(INSTALLED): requirements.lock pyproject.toml
 
 demo: $(INSTALLED)
 	dvc repro
-	dvc metrics show results/evaluate/metrics.json results/export/metrics.json
+	dvc metrics show results/evaluate/metrics.json results/export/metrics.json results/export/speed.json
 
 test: $(INSTALLED)
 	python -m pytest
