@@ -35,3 +35,15 @@ def test_synth_then_validate_outside_a_project(tmp_path):
     run([*YOLOPIPE, "synth", "data", "--train", "4", "--val", "2", "--test", "0"], cwd=tmp_path)
     result = run([*YOLOPIPE, "validate", "data"], cwd=tmp_path)
     assert "validated 6 images" in result.stdout
+
+
+def test_validate_failure_is_one_readable_summary(tmp_path):
+    run([*YOLOPIPE, "synth", "data", "--train", "4", "--val", "2", "--test", "0"], cwd=tmp_path)
+    label = tmp_path / "data" / "labels" / "train" / "train_000001.txt"
+    label.write_text(label.read_text() + "7 0.5 0.5 0.1 0.1\n")
+    rows = len(label.read_text().splitlines())
+    result = run([*YOLOPIPE, "validate", "data", "--out", "report"], cwd=tmp_path, check=False)
+    assert result.returncode == 1
+    assert f"labels/train/train_000001.txt:{rows}: label.class_out_of_range" in result.stderr
+    assert "report" in result.stderr and (tmp_path / "report" / "report.json").is_file()
+    assert "Traceback" not in result.stderr
