@@ -56,6 +56,7 @@ class TrainParams(Section):
     deterministic: bool = True
     optimizer: Literal["auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp"] = "auto"
     lr0: float = Field(0.01, gt=0.0)
+    """Initial learning rate; with optimizer 'auto' Ultralytics chooses its own and ignores this."""
     patience: int = Field(100, ge=0)
     mosaic: float = Field(1.0, ge=0.0, le=1.0)
 
