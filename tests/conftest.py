@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from yolopipe.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[1]
 NETGUARD = Path(__file__).parent / "netguard"
+TINY_TRAIN = {"epochs": 2, "imgsz": 64, "batch": 8}  # seconds per run on the sample, and still real training
+GIT = ["git", "-c", "user.name=yolopipe tests", "-c", "user.email=tests@yolopipe.invalid"]
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +53,24 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) 
     return result
 
 
+def copy_project(root: Path, params: dict[str, dict]) -> Path:
+    """This repository as a user clones it (tracked and new files, nothing git ignores) in `root`, with the
+    given params.yaml sections updated, in a new git repository with one empty commit."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    values = yaml.safe_load((root / "params.yaml").read_text())
+    for section, update in params.items():
+        values[section].update(update)
+    (root / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], root)
+    run([*GIT, "commit", "-q", "--allow-empty", "-m", "empty"], root)
+    return root
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under root, to prove nothing was written into it."""
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -68,7 +90,7 @@ class TrainedRun:
         self.models_dir = workdir / "models"
         self.live_dir = workdir / "live"
         self.data_yaml = stage(dataset, workdir / "staged").data_yaml
-        self.params = TrainParams(epochs=2, imgsz=64, batch=8)
+        self.params = TrainParams(**TINY_TRAIN)
         self.result = train(self.params, self.data_yaml, self.models_dir, self.live_dir, self.scratch)
 
 

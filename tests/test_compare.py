@@ -4,23 +4,18 @@ copy of this repository whose dataset is DVC-tracked and checked out as read-onl
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from yolopipe.compare import Comparison, render_markdown
 from yolopipe.compare_charts import EVALUATE_PLOTS, TRAIN_PLOTS, draw_charts
 
-from conftest import REPO, guarded_env, run
+from conftest import GIT, TINY_TRAIN, copy_project, guarded_env, run
 
 YOLOPIPE = [sys.executable, "-m", "yolopipe.cli"]
-GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-TINY = {"epochs": 2, "imgsz": 64, "batch": 8}
 SWEEP = ["-S", "train.epochs=1", "-S", "train.optimizer=SGD", "-S", "train.lr0=0.001,0.01"]
 
 
@@ -75,20 +70,8 @@ def test_one_revision_says_there_is_no_baseline(tmp_path):
 def sweep(tmp_path_factory):
     """A copy of this repository on a DVC-tracked synthetic dataset, linked from the cache, a baseline run by
     `dvc repro`, and two experiments run from the queue (`dvc exp run --queue` + `dvc queue start`)."""
-    root = tmp_path_factory.mktemp("sweep")
     env, log = guarded_env(tmp_path_factory.mktemp("netguard"))
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"].update(TINY)
-    params["data"]["root"] = "data/dataset-v1"
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q", "-b", "main"], root)
-    run([*GIT, "commit", "-q", "--allow-empty", "-m", "x"], root)
+    root = copy_project(tmp_path_factory.mktemp("sweep"), {"train": TINY_TRAIN, "data": {"root": "data/dataset-v1"}})
     run(["dvc", "config", "cache.type", "reflink,hardlink,symlink"], root, env)
     run([*YOLOPIPE, "synth", "data/dataset-v1", "--train", "24", "--val", "8", "--test", "8",
          "--width", "96", "--height", "96", "--seed", "1"], root, env)

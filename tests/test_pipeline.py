@@ -3,17 +3,13 @@
 import csv
 import io
 import json
-import shutil
-import subprocess
 
 import pytest
-import yaml
 
-from conftest import REPO, run, tree_digest
+from conftest import GIT, TINY_TRAIN, copy_project, run, tree_digest
 
 pytestmark = pytest.mark.slow
 
-TINY = {"epochs": 2, "imgsz": 64, "batch": 8}
 OUTPUTS = [
     "results/validate/report.json", "results/validate/metrics.json", "results/validate/class_histogram.csv",
     "data/staged/data.yaml", "models/best.pt", "models/last.pt", "models/train_args.yaml",
@@ -27,21 +23,10 @@ OUTPUTS = [
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """This repository as a user clones it (committed and new files, nothing ignored), with tiny params."""
-    root = tmp_path_factory.mktemp("project")
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"].update(TINY)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q", "-b", "main"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"], root)
+    """This repository as a user clones it, with tiny training params, committed."""
+    root = copy_project(tmp_path_factory.mktemp("project"), {"train": TINY_TRAIN})
     run(["git", "add", "-A"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "tiny params"], root)
+    run([*GIT, "commit", "-q", "-m", "tiny params"], root)
     return root
 
 
@@ -68,7 +53,7 @@ def test_repro_writes_every_output(project, repro):
     assert speed["onnx/latency_ms"] > 0 and speed["pytorch/latency_ms"] > 0
     assert json.loads((project / "results/evaluate/speed.json").read_text())["speed/inference_ms"] > 0
     steps = (project / "results/train/plots/metrics/val/mAP50.tsv").read_text().splitlines()
-    assert len(steps) == 1 + TINY["epochs"]
+    assert len(steps) == 1 + TINY_TRAIN["epochs"]
 
 
 def test_repro_made_no_network_attempt(repro):
@@ -117,7 +102,7 @@ def test_metrics_and_plots_work_without_flags(project, repro):
 def test_experiment_with_a_changed_param(project, repro):
     env = repro[0]
     run(["git", "add", "-A"], project)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "baseline"], project)
+    run([*GIT, "commit", "-q", "-m", "baseline"], project)
     trained = run(["dvc", "exp", "run", "-n", "one-epoch", "-S", "train.epochs=1"], project, env).stdout
     assert "Running stage 'train'" in trained
     assert "Running stage 'validate'" not in trained  # a train param never re-validates the dataset
@@ -145,7 +130,7 @@ def test_forced_rerun_reproduces_every_recorded_hash(project, repro):
     a fresh clone's `dvc repro` leaves `git status` clean (timings live outside DVC's hashes)."""
     env = repro[0]
     run(["git", "add", "-A"], project)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "lock"], project)
+    run([*GIT, "commit", "-q", "--allow-empty", "-m", "lock"], project)
     rerun = run(["dvc", "repro", "--force"], project, env).stdout
     assert rerun.count("Running stage") == 5
     assert run(["git", "status", "--porcelain"], project).stdout == ""
