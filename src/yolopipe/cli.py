@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, run, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(run=run)
-        if name != "synth":
+        if name not in ("synth", "report"):  # the two that read no params.yaml
             sub.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file")
         return sub
 
