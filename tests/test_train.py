@@ -40,6 +40,7 @@ def test_same_seed_same_weights(trained, tmp_path, monkeypatch):
                     (trained.result.best, again.best))
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert again.metrics == trained.result.metrics
 
 
 def test_missing_pretrained_weights_fail_without_a_download(tmp_path, monkeypatch):

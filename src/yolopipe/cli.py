@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -89,16 +90,23 @@ def _stage(args) -> None:
     from yolopipe.stage import stage
 
     params = load_params(args.params)
-    print(stage(params.data.root, paths.STAGED_ROOT).summary)
+    stage_dir = os.environ.get(paths.STAGE_DIR_ENV) or None
+    print(stage(params.data.root, paths.STAGED_ROOT, params.stage, Path(stage_dir) if stage_dir else None).summary)
 
 
-def _train(args) -> None:
+def _train(args) -> int:
+    from yolopipe.resume import TrainingInterrupted
     from yolopipe.train import train
 
     params = load_params(args.params)
-    result = train(params.train, paths.STAGED_ROOT / "data.yaml", paths.MODELS_DIR, paths.TRAIN_DIR,
-                   paths.SCRATCH_DIR)
+    try:
+        result = train(params.train, paths.STAGED_ROOT / "data.yaml", paths.MODELS_DIR, paths.TRAIN_DIR,
+                       paths.SCRATCH_DIR)
+    except TrainingInterrupted as stop:  # a spot instance's SIGTERM, or Ctrl-C: resumable, not an error
+        print(f"yolopipe train: {stop}", file=sys.stderr)
+        return stop.exit_code
     print(result.summary)
+    return 0
 
 
 def _evaluate(args) -> None:

@@ -7,11 +7,12 @@ with a message naming the key, instead of deep inside Ultralytics an hour later.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from yolopipe.errors import PipelineError
 from yolopipe.findings import check_fail_on
@@ -41,15 +42,23 @@ class ValidateParams(Section):
         return check_fail_on(value)
 
 
+class StageParams(Section):
+    link: bool = True
+    """On the dataset's file system, reflink files (copy-on-write) where it can, and hard-link files that are
+    already read-only (a DVC-tracked dataset linked from the cache) instead of copying them."""
+    max_side: int | None = Field(None, ge=32)
+    """Write images whose long side is at most this many pixels (EXIF orientation applied); null: as they are."""
+
+
 class TrainParams(Section):
     model: str = "yolo11n.yaml"
     """A model yaml to train from scratch, or a local .pt file (DVC-tracked under models/pretrained/)."""
     epochs: int = Field(30, ge=1)
     imgsz: int = Field(160, ge=32)
     batch: int = Field(16, ge=-1)
-    """Images per batch; -1 lets Ultralytics choose from GPU memory."""
+    """Images per batch; -1 lets Ultralytics choose from GPU memory (one GPU only; on the CPU it uses 16)."""
     device: str = "auto"
-    """'auto' (a GPU when there is one, else the CPU), 'cpu', a GPU index '0', or a list '0,1'."""
+    """'auto' (a GPU when there is one, else the CPU), 'cpu', a GPU index 0, or a list [0, 1] or '0,1' (DDP)."""
     workers: int = Field(8, ge=0)
     """Data loader processes per GPU; Ultralytics always uses 0 on the CPU."""
     seed: int = 0
@@ -59,6 +68,28 @@ class TrainParams(Section):
     """Initial learning rate; with optimizer 'auto' Ultralytics chooses its own and ignores this."""
     patience: int = Field(100, ge=0)
     mosaic: float = Field(1.0, ge=0.0, le=1.0)
+    max_hours: float | None = Field(None, gt=0.0)
+    """Training budget: stop cleanly after this many hours (per run; a resumed run gets a new budget)."""
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, value: object) -> str:
+        if isinstance(value, bool):
+            raise ValueError("must be auto, cpu, a GPU index or a list of them")
+        if isinstance(value, int):
+            value = str(value)
+        elif isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
+        if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|mps|\d+(,\d+)*", value.replace(" ", "")):
+            raise ValueError("must be auto, cpu, a GPU index (0) or a list of them ([0, 1] or '0,1')")
+        return value.replace(" ", "")
+
+    @model_validator(mode="after")
+    def _autobatch_on_one_device(self) -> TrainParams:
+        if self.batch == -1 and "," in self.device:
+            raise ValueError("batch -1 (auto-batch) works on one GPU only; give a batch size for multi-GPU "
+                             "training (train.batch)")
+        return self
 
     @field_validator("imgsz")
     @classmethod
@@ -121,6 +152,7 @@ class ExportParams(Section):
 class Params(Section):
     data: DataParams = DataParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    stage: StageParams = StageParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     export: ExportParams = ExportParams()

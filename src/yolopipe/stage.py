@@ -1,11 +1,16 @@
 """stage: copy the dataset once onto local disk and describe the copy for Ultralytics.
 
 Training reads the staged copy, never the source, so Ultralytics' label caches land in the copy and the
-DVC-tracked dataset stays byte-identical.
+DVC-tracked dataset stays byte-identical. The copy lives at `staged_root` (data/staged, the path dvc.yaml
+tracks), or, with a machine-specific staging directory (YOLOPIPE_STAGE_DIR, e.g. /mnt/nvme), in that
+directory with `staged_root` a symbolic link to it: DVC hashes through the link, so dvc.lock records the
+same contents wherever the copy lives.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +19,10 @@ import yaml
 
 from yolopipe.dataset import load_dataset
 from yolopipe.errors import PipelineError
+from yolopipe.params import StageParams
+from yolopipe.staging import sync
 
-# Ultralytics' label caches and DVC metadata are never part of the copy.
-IGNORED = shutil.ignore_patterns("*.cache", "*.cache.npy", ".dvc", ".dvcignore", ".gitignore")
+FORMAT = 1  # bump when the staged layout changes, so old copies are not trusted
 
 
 @dataclass(frozen=True)
@@ -25,36 +31,66 @@ class StageResult:
     data_yaml: Path
     files: int
     bytes: int
+    written: int = 0
+    linked: int = 0
+    location: Path | None = None
+    """Where the files are when staged_root is a link to a staging directory."""
 
     @property
     def summary(self) -> str:
-        return f"staged {self.files} files ({self.bytes / 1e6:.1f} MB) into {self.staged_root}"
+        where = f"{self.staged_root} -> {self.location}" if self.location else str(self.staged_root)
+        if not self.written:
+            return f"staged copy intact: {self.files} files ({self.bytes / 1e6:.1f} MB) in {where}"
+        return (f"staged {self.files} files ({self.bytes / 1e6:.1f} MB) into {where}: {self.written} written"
+                f"{f', {self.linked} hard-linked' if self.linked else ''}")
 
 
-def stage(dataset: Path, staged_root: Path) -> StageResult:
-    """Copy the dataset under `dataset` into `staged_root` and write the data.yaml training reads."""
+def stage(dataset: Path, staged_root: Path, params: StageParams | None = None,
+          stage_dir: Path | None = None) -> StageResult:
+    """Make `staged_root` a trusted copy of the dataset under `dataset` and write the data.yaml training
+    reads; with `stage_dir`, the files live in that directory and `staged_root` links to them."""
+    params = params or StageParams()
     source = load_dataset(dataset)
-    staged_root = staged_root.resolve()
-    if staged_root == source.root or source.root in staged_root.parents or staged_root in source.root.parents:
-        raise PipelineError(f"the staging directory {staged_root} overlaps the dataset {source.root}",
+    staged_root = Path(os.path.abspath(staged_root))
+    target = _location(staged_root, stage_dir)
+    if target == source.root or source.root in target.parents or target in source.root.parents:
+        raise PipelineError(f"the staging directory {target} overlaps the dataset {source.root}",
                             hint="stage into a directory outside the dataset")
     splits = {name: [_relative_entry(p, source.root, source.yaml_path) for p in parts]
               for name, parts in source.splits.items()}
-    # Copy beside the target and rename at the end: an interrupted copy is never mistaken for a finished one.
-    partial = staged_root.with_name(staged_root.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source.root, partial, ignore=IGNORED)
+    _point(staged_root, target)
+    key = {"format": FORMAT, "source": str(source.root), **params.model_dump(mode="json")}
+    result = sync(source.root, target, key, params.link, params.max_side)
     description = {**{name: entries[0] if len(entries) == 1 else entries for name, entries in splits.items()},
                    "nc": source.nc, "names": dict(enumerate(source.names))}
-    data_yaml = partial / "data.yaml"
-    data_yaml.unlink(missing_ok=True)
-    data_yaml.write_text("# Written by `yolopipe stage`; Ultralytics reads this copy.\n"
-                         + yaml.safe_dump(description, sort_keys=False))
-    if staged_root.exists():
-        shutil.rmtree(staged_root)
-    partial.rename(staged_root)
-    files = [p for p in staged_root.rglob("*") if p.is_file()]
-    return StageResult(staged_root, staged_root / "data.yaml", len(files), sum(p.stat().st_size for p in files))
+    text = "# Written by `yolopipe stage`; Ultralytics reads this copy.\n" + yaml.safe_dump(description,
+                                                                                         sort_keys=False)
+    data_yaml = target / "data.yaml"
+    if not data_yaml.is_file() or data_yaml.read_text() != text:
+        data_yaml.write_text(text)
+    return StageResult(staged_root, staged_root / "data.yaml", result.files + 1, result.bytes + len(text),
+                       result.written, result.linked, target if target != staged_root else None)
+
+
+def _location(staged_root: Path, stage_dir: Path | None) -> Path:
+    if stage_dir is None:
+        return staged_root
+    # One folder per checkout, so two clones on one machine never share (and clobber) a copy.
+    checkout = hashlib.sha256(str(staged_root).encode()).hexdigest()[:8]
+    return Path(os.path.abspath(stage_dir)) / f"{staged_root.parent.parent.name}-{staged_root.name}-{checkout}"
+
+
+def _point(staged_root: Path, target: Path) -> None:
+    """Make staged_root the copy itself (no staging directory) or a symbolic link to it."""
+    if staged_root.is_symlink():
+        if target != staged_root and Path(os.readlink(staged_root)) == target:
+            return
+        staged_root.unlink()
+    if target != staged_root:
+        if staged_root.exists():
+            shutil.rmtree(staged_root)
+        staged_root.parent.mkdir(parents=True, exist_ok=True)
+        staged_root.symlink_to(target, target_is_directory=True)
 
 
 def _relative_entry(path: Path, root: Path, yaml_path: Path) -> str:

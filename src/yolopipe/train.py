@@ -10,6 +10,7 @@ import yaml
 
 from yolopipe.errors import PipelineError
 from yolopipe.params import TrainParams
+from yolopipe.resume import STAMP_KEY, StopOnSignal, drop_steps_from, fingerprint, plan_resume
 from yolopipe.ultra import load_ultralytics
 
 
@@ -19,51 +20,80 @@ class TrainResult:
     last: Path
     epochs: int
     metrics: dict[str, float]
+    stopped_early: bool = False  # fewer epochs than train.epochs ran (train.max_hours or patience)
+    resumed_from: int | None = None  # the 1-based epoch a resumed run continued at
 
     @property
     def summary(self) -> str:
         shown = ", ".join(f"{k} {v:.3f}" for k, v in self.metrics.items() if k.startswith("val/mAP"))
-        return f"trained {self.epochs} epochs: {shown}; weights in {self.best.parent}"
+        how = f" (resumed at epoch {self.resumed_from})" if self.resumed_from else ""
+        how += " (stopped early)" if self.stopped_early else ""
+        return f"trained {self.epochs} epochs{how}: {shown}; weights in {self.best.parent}"
 
 
 def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path,
           scratch_dir: Path) -> TrainResult:
-    """Train a detector on `data_yaml`; write best.pt/last.pt to `models_dir`, dvclive files to `live_dir`."""
+    """Train a detector on `data_yaml`; write best.pt/last.pt to `models_dir`, dvclive files to `live_dir`.
+    An unfinished models/last.pt from the same params and data is continued (see yolopipe.resume)."""
     model_source = resolve_model(params.model)
     load_ultralytics(scratch_dir / "ultralytics")
     from dvclive import Live
     from ultralytics import YOLO
 
-    model = YOLO(model_source, task="detect")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    best, last = models_dir / "best.pt", models_dir / "last.pt"
+    stamp = {"fingerprint": fingerprint(params, data_yaml.parent)}
+    plan = plan_resume(last, stamp["fingerprint"])
+    print(f"yolopipe train: {plan.message}", flush=True)
+    resuming = plan.checkpoint is not None
+    if resuming:
+        drop_steps_from(live_dir, plan.start_epoch)
+    model = YOLO(str(plan.checkpoint) if resuming else model_source, task="detect")
     run_dir = (scratch_dir / "runs").resolve()
+    stopper = StopOnSignal(completed=plan.start_epoch)
+
+    def keep_last(trainer) -> None:  # after every epoch, so a kill -9 loses at most the epoch in progress
+        save_portable_checkpoint(Path(trainer.last), last, stamp)
+        stopper.completed = trainer.epoch + 1
+
     # dvcyaml=None: dvc.yaml declares our metrics and plots; save_dvc_exp=False: `dvc repro` makes no exp.
-    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+    with stopper.installed(), Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None,
+                                   resume=resuming) as live:
+        live.step = plan.start_epoch
         logger = EpochLogger(live)
         model.add_callback("on_pretrain_routine_start", use_every_core_on_cpu)
+        model.add_callback("on_train_epoch_start", stopper.check)
         model.add_callback("on_train_epoch_start", logger.on_train_epoch_start)
+        model.add_callback("on_train_batch_end", stopper.check)
+        model.add_callback("on_model_save", keep_last)
         model.add_callback("on_fit_epoch_end", logger.on_fit_epoch_end)
+        model.add_callback("on_fit_epoch_end", stopper.check)
         model.train(
             data=str(data_yaml.resolve()), epochs=params.epochs, imgsz=params.imgsz, batch=params.batch,
             device=None if params.device == "auto" else params.device, workers=params.workers, seed=params.seed,
             deterministic=params.deterministic, optimizer=params.optimizer, lr0=params.lr0,
-            patience=params.patience, mosaic=params.mosaic,
+            patience=params.patience, mosaic=params.mosaic, time=params.max_hours,
             project=str(run_dir), name="train", exist_ok=True, plots=False, verbose=False,
+            **({"resume": str(plan.checkpoint)} if resuming else {}),
         )
         trainer = model.trainer
         weights = Path(trainer.save_dir) / "weights"
-        models_dir.mkdir(parents=True, exist_ok=True)
-        best, last = models_dir / "best.pt", models_dir / "last.pt"
         save_portable_checkpoint(weights / "best.pt", best)
-        save_portable_checkpoint(weights / "last.pt", last)
+        save_portable_checkpoint(weights / "last.pt", last, stamp)
         args = _portable_args(vars(trainer.args))
         (models_dir / "train_args.yaml").write_text(yaml.safe_dump(args, sort_keys=True))
-        return TrainResult(best, last, trainer.epoch + 1, _epoch_metrics(trainer))
+        completed = trainer.epoch + 1
+        stopped_early = completed < params.epochs
+        live.log_metric("epochs_completed", completed, plot=False)
+        live.log_metric("stopped_early", int(stopped_early), plot=False)
+        return TrainResult(best, last, completed, _epoch_metrics(trainer), stopped_early,
+                           plan.start_epoch + 1 if resuming else None)
 
 
-def save_portable_checkpoint(source: Path, target: Path) -> None:
+def save_portable_checkpoint(source: Path, target: Path, stamp: dict | None = None) -> None:
     """Copy an Ultralytics checkpoint without its save date, git state, wall-clock epoch times and absolute
     paths, so the same training on the same hardware gives byte-identical weights and dvc.lock does not
-    change on a rerun. (Provenance lives in git and dvc.lock.)"""
+    change on a rerun. (Provenance lives in git and dvc.lock.) `stamp` is stored under STAMP_KEY."""
     import torch
 
     checkpoint = torch.load(source, map_location="cpu", weights_only=False)
@@ -77,6 +107,8 @@ def save_portable_checkpoint(source: Path, target: Path) -> None:
         model = checkpoint.get(key)
         if isinstance(getattr(model, "args", None), dict):
             model.args = _portable_args(model.args)
+    if stamp is not None:
+        checkpoint[STAMP_KEY] = stamp
     # torch.save names the archive after the file, so write under the final name, then rename atomically.
     partial = target.parent / ".partial" / target.name
     partial.parent.mkdir(exist_ok=True)
