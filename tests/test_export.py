@@ -1,4 +1,6 @@
 import json
+import shutil
+from pathlib import Path
 
 import onnx
 import pytest
@@ -121,3 +123,20 @@ def test_params_reject_unknown_formats_and_bad_sizes():
         ExportParams(imgsz=100)
     with pytest.raises(ValueError):
         ExportParams(formats=["onnx", "onnx"])
+
+
+def test_card_dataset_hash_is_what_dvc_sees(tiny_dataset, tmp_path, monkeypatch):
+    """The card's dataset md5 ignores stage's marker (this machine's mtimes) and Ultralytics' caches,
+    and is the md5 dvc.lock records for the staged copy when there is one."""
+    from yolopipe.modelcard import dataset_md5
+
+    staged = tmp_path / "data" / "staged"
+    shutil.copytree(tiny_dataset, staged)
+    before = dataset_md5(staged)
+    (staged / ".yolopipe-stage.json").write_text('{"mtimes": "of this machine"}')
+    (staged / "labels" / "train.cache").write_bytes(b"cache")
+    assert dataset_md5(staged) == before
+    (tmp_path / "dvc.lock").write_text("stages:\n  stage:\n    outs:\n    - path: data/staged\n"
+                                       "      md5: 89ab.dir\n")
+    monkeypatch.chdir(tmp_path)
+    assert dataset_md5(Path("data/staged")) == "89ab.dir"

@@ -35,6 +35,7 @@ def test_fingerprint_follows_params_and_data_but_not_the_machine(tmp_path, tiny_
     assert fingerprint(TrainParams(device="cpu", workers=0, max_hours=1.0), data) == base
     assert fingerprint(TrainParams(epochs=7), data) != base
     (data / "labels" / "train" / "cache.cache").write_text("written by Ultralytics while training")
+    (data / ".yolopipe-stage.json").write_text('{"mtimes": "of this machine"}')  # stage's marker
     assert fingerprint(TrainParams(), data) == base
     label = next((data / "labels" / "train").glob("*.txt"))
     label.write_text(label.read_text() + "0 0.5 0.5 0.1 0.1\n")

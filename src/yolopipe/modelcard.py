@@ -16,9 +16,6 @@ from yolopipe.dvchashes import recorded_md5s
 from yolopipe.params import ExportParams
 from yolopipe.parity import output_shapes
 
-# Ultralytics writes label caches into the staged copy during training; they are not the dataset.
-IGNORED_SUFFIXES = (".cache", ".npy")
-
 
 def write_model_card(path: Path, weights: Path, data_yaml: Path, split: str, imgsz: int,
                      params: ExportParams, exported: dict[str, Path], parity: dict[str, dict],
@@ -49,9 +46,15 @@ def write_model_card(path: Path, weights: Path, data_yaml: Path, split: str, img
 
 
 def dataset_md5(root: Path) -> str:
-    """md5 over every dataset file's relative path and md5 (data.yaml, images, labels), in sorted order.
-    Reuses the md5s DVC already recorded for unchanged files, so a large dataset is not read twice."""
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(IGNORED_SUFFIXES))
+    """The md5 DVC recorded for the staged copy in dvc.lock (so a deployer can match it there), else an md5
+    over every file DVC would hash (relative path and md5, sorted), reusing md5s DVC already knows."""
+    from yolopipe.resume import locked_md5
+    from yolopipe.staging import hashed_files
+
+    recorded = locked_md5(root)
+    if recorded:
+        return recorded
+    files = hashed_files(root)
     known = recorded_md5s([str(p.resolve()) for p in files], root.resolve())
     digest = hashlib.md5()
     for file in files:

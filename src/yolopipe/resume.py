@@ -37,11 +37,13 @@ def data_hash(data_root: Path, lock: Path = Path("dvc.lock")) -> str:
     """The md5 DVC recorded for the staged copy in dvc.lock when the stage stage finished: free to read, and
     the hash DVC itself uses to decide what reruns. Outside a DVC run (no lock entry), the files are read.
     Ultralytics' label caches (*.cache) are left out: it writes them into the staged copy while training."""
-    recorded = _locked_md5(data_root, lock)
+    recorded = locked_md5(data_root, lock)
     if recorded:
         return f"dvc:{recorded}"
     digest = hashlib.sha256()
-    for path in sorted(p for p in data_root.rglob("*") if p.is_file() and p.suffix != ".cache"):
+    from yolopipe.staging import hashed_files
+
+    for path in hashed_files(data_root):
         digest.update(path.relative_to(data_root).as_posix().encode() + b"\0")
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -49,7 +51,8 @@ def data_hash(data_root: Path, lock: Path = Path("dvc.lock")) -> str:
     return digest.hexdigest()
 
 
-def _locked_md5(data_root: Path, lock: Path) -> str | None:
+def locked_md5(data_root: Path, lock: Path = Path("dvc.lock")) -> str | None:
+    """The md5 dvc.lock records for `data_root` as some stage's output, if any."""
     # absolute(), not resolve(): data/staged may be a link to the machine's staging disk.
     data_root, project = data_root.absolute(), lock.parent.absolute()
     if not lock.is_file() or not data_root.is_relative_to(project):

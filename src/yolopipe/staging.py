@@ -26,6 +26,13 @@ from yolopipe.errors import PipelineError
 MARKER = ".yolopipe-stage.json"  # listed in .dvcignore: its mtimes must not enter the hash DVC records
 _TMP = ".yolopipe-tmp"
 _IGNORED_NAMES = {".dvc", ".dvcignore", ".gitignore", "data.yaml", MARKER}
+
+
+def hashed_files(root: Path) -> list[Path]:
+    """The files of a staged copy as DVC hashes them (.dvcignore): not the marker, half-written temporary
+    files or Ultralytics' label caches, which carry this machine's mtimes or appear while training."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER
+                  and not p.name.endswith(_IGNORED_SUFFIXES))
 _IGNORED_SUFFIXES = (".cache", ".cache.npy", _TMP)
 _FICLONE = 0x40049409  # ioctl: copy-on-write clone (btrfs, xfs); fails fast elsewhere
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
