@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from objstore import GcsEmulator, MotoS3
 from yolopipe.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +27,28 @@ def tiny_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny") / "dataset"
     synthesize(root, {"train": 24, "val": 8, "test": 8}, width=96, height=96, seed=1)
     return root
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> MotoS3:
+    """moto_server on 127.0.0.1, shared by the session: give each test its own bucket."""
+    server = MotoS3(tmp_path_factory.mktemp("moto")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory) -> GcsEmulator:
+    """The byte-exact GCS emulator on 127.0.0.1, shared by the session: give each test its own bucket."""
+    server = GcsEmulator(tmp_path_factory.mktemp("gcs")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["gcs", "s3"])
+def object_store(request) -> GcsEmulator | MotoS3:
+    """Each test that takes it runs once against GCS and once against S3."""
+    return request.getfixturevalue(f"{request.param}_server")
 
 
 @pytest.fixture
