@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, run, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(run=run)
-        if name not in ("synth", "report"):  # the two that read no params.yaml
+        if name not in ("synth", "report", "remote"):  # the ones that read no params.yaml
             sub.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file")
         return sub
 
@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: the baseline's `dvc exp` experiments, or the workspace without --base)")
     report.add_argument("-o", "--out", type=Path, default=Path("report.md"),
                         help="markdown file; charts go to <name>_charts/ beside it (default: report.md)")
+    remote = command("remote", None, "DVC remote tools").add_subparsers(dest="action", required=True,
+                                                                         metavar="ACTION")
+    check = remote.add_parser("check", help="prove the remote is reachable, the credentials work and the bucket "
+                                            "exists, before a long job")
+    check.set_defaults(run=_remote_check)
+    check.add_argument("-r", "--remote", help="remote name (default: the project's default remote)")
+    check.add_argument("--read-only", action="store_true",
+                       help="skip the write probe (for machines that only pull)")
     return parser
 
 
@@ -132,6 +140,14 @@ def _report(args) -> None:
     from yolopipe.compare import write_report
 
     print(write_report(args.base, args.exp, args.out).summary)
+
+
+def _remote_check(args) -> int:
+    from yolopipe.remotecheck import check_remote
+
+    check = check_remote(Path.cwd(), args.remote, write=not args.read_only)
+    print(check.report)
+    return 0 if check.passed else 1
 
 
 if __name__ == "__main__":
