@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from objstore import GcsEmulator, MotoS3
-from yolopipe.remotecheck import PLACEHOLDER_BUCKET
+from yolopipe.remote import PLACEHOLDER_BUCKET
 
 from conftest import GIT, REPO, guarded_env, run, tree_digest
 

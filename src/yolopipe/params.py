@@ -70,6 +70,8 @@ class TrainParams(Section):
     mosaic: float = Field(1.0, ge=0.0, le=1.0)
     max_hours: float | None = Field(None, gt=0.0)
     """Training budget: stop cleanly after this many hours (per run; a resumed run gets a new budget)."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Upload models/last.pt to the DVC remote every N epochs (0: off), so another machine can resume."""
 
     @field_validator("device", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from yolopipe.errors import PipelineError
 
 # Where each protocol's service answers when the remote sets no `endpointurl`.
 DEFAULT_ENDPOINTS = {"gs": "https://storage.googleapis.com", "s3": "https://s3.amazonaws.com"}
+PLACEHOLDER_BUCKET = "your-team-bucket"  # what .dvc/config ships until a team sets its bucket
 CREATE_BUCKET = {"gs": "gcloud storage buckets create gs://{bucket}", "s3": "aws s3 mb s3://{bucket}"}
 
 

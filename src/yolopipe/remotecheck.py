@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from yolopipe.remote import Remote, explain, open_remote, proxied, remote_env_hint
+from yolopipe.remote import PLACEHOLDER_BUCKET, Remote, explain, open_remote, proxied, remote_env_hint
 
-PLACEHOLDER_BUCKET = "your-team-bucket"
 KEY_FIELDS = {"service_account": ("client_email", "private_key", "token_uri"),
               "authorized_user": ("client_id", "client_secret", "refresh_token")}
 

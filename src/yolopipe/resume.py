@@ -21,7 +21,7 @@ from pathlib import Path
 from yolopipe.params import TrainParams
 
 # Settings that may differ between the machine that started a run and the one that continues it.
-PER_MACHINE = {"device", "workers", "max_hours"}
+PER_MACHINE = {"device", "workers", "max_hours", "checkpoint_every"}
 STAMP_KEY = "yolopipe"  # our key inside the checkpoint dict; Ultralytics ignores unknown keys
 
 
@@ -73,6 +73,7 @@ class ResumePlan:
     checkpoint: Path | None  # the checkpoint to continue, None to start fresh
     start_epoch: int = 0  # 0-based index of the first epoch to run
     reason: str = ""  # why not resumed ("" when there was nothing to resume)
+    same_run: bool = False  # the checkpoint is this run's (finished, if not resumed)
 
     @property
     def message(self) -> str:
@@ -97,8 +98,8 @@ def plan_resume(last: Path, expected: str) -> ResumePlan:
     if stamp.get("fingerprint") != expected:
         return ResumePlan(None, reason=f"params or data changed since {last} was written")
     if epoch < 0 or checkpoint.get("optimizer") is None or epoch + 1 >= epochs:
-        return ResumePlan(None, reason=f"{last} is from a finished training")
-    return ResumePlan(last, start_epoch=epoch + 1)
+        return ResumePlan(None, reason=f"{last} is from a finished training", same_run=True)
+    return ResumePlan(last, start_epoch=epoch + 1, same_run=True)
 
 
 def drop_steps_from(live_dir: Path, step: int) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from yolopipe.checkpoints import RemoteCheckpoints
 from yolopipe.errors import PipelineError
 from yolopipe.params import TrainParams
-from yolopipe.resume import STAMP_KEY, StopOnSignal, drop_steps_from, fingerprint, plan_resume
+from yolopipe.resume import STAMP_KEY, StopOnSignal, TrainingInterrupted, drop_steps_from, fingerprint, plan_resume
 from yolopipe.ultra import load_ultralytics
 
 
@@ -34,17 +35,39 @@ class TrainResult:
 def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path,
           scratch_dir: Path) -> TrainResult:
     """Train a detector on `data_yaml`; write best.pt/last.pt to `models_dir`, dvclive files to `live_dir`.
-    An unfinished models/last.pt from the same params and data is continued (see yolopipe.resume)."""
+    An unfinished models/last.pt from the same params and data is continued (see yolopipe.resume), or, with
+    train.checkpoint_every, the one this run left on the DVC remote (see yolopipe.checkpoints)."""
     model_source = resolve_model(params.model)
     load_ultralytics(scratch_dir / "ultralytics")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    last = models_dir / "last.pt"
+    stamp = {"fingerprint": fingerprint(params, data_yaml.parent)}
+    checkpoints = RemoteCheckpoints.open(Path.cwd(), stamp["fingerprint"], params.checkpoint_every, scratch_dir)
+    plan = plan_resume(last, stamp["fingerprint"])
+    if plan.checkpoint is None and not plan.same_run and checkpoints and checkpoints.fetch(last, live_dir):
+        print(f"yolopipe train: fetched this run's checkpoint from {checkpoints.url}", flush=True)
+        plan = plan_resume(last, stamp["fingerprint"])
+    print(f"yolopipe train: {plan.message}", flush=True)
+    try:
+        result = _fit(params, data_yaml, model_source, plan, stamp, models_dir, live_dir, scratch_dir, checkpoints)
+    except TrainingInterrupted as stop:  # a spot instance's notice: get the last finished epoch off the box
+        if checkpoints and stop.completed > 0:
+            checkpoints.after_epoch(stop.completed - 1, last, live_dir, force=True)
+        raise
+    finally:
+        if checkpoints:
+            checkpoints.wait()
+    if checkpoints:
+        checkpoints.forget()
+    return result
+
+
+def _fit(params: TrainParams, data_yaml: Path, model_source: str, plan, stamp: dict, models_dir: Path,
+         live_dir: Path, scratch_dir: Path, checkpoints: RemoteCheckpoints | None) -> TrainResult:
     from dvclive import Live
     from ultralytics import YOLO
 
-    models_dir.mkdir(parents=True, exist_ok=True)
     best, last = models_dir / "best.pt", models_dir / "last.pt"
-    stamp = {"fingerprint": fingerprint(params, data_yaml.parent)}
-    plan = plan_resume(last, stamp["fingerprint"])
-    print(f"yolopipe train: {plan.message}", flush=True)
     resuming = plan.checkpoint is not None
     if resuming:
         drop_steps_from(live_dir, plan.start_epoch)
@@ -55,6 +78,10 @@ def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path
     def keep_last(trainer) -> None:  # after every epoch, so a kill -9 loses at most the epoch in progress
         save_portable_checkpoint(Path(trainer.last), last, stamp)
         stopper.completed = trainer.epoch + 1
+
+    def upload_checkpoint(trainer) -> None:  # after the epoch's dvclive step, so the curves go with it
+        if checkpoints and stopper.completed:
+            checkpoints.after_epoch(stopper.completed - 1, last, live_dir)
 
     # dvcyaml=None: dvc.yaml declares our metrics and plots; save_dvc_exp=False: `dvc repro` makes no exp.
     with stopper.installed(), Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None,
@@ -67,6 +94,7 @@ def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path
         model.add_callback("on_train_batch_end", stopper.check)
         model.add_callback("on_model_save", keep_last)
         model.add_callback("on_fit_epoch_end", logger.on_fit_epoch_end)
+        model.add_callback("on_fit_epoch_end", upload_checkpoint)
         model.add_callback("on_fit_epoch_end", stopper.check)
         model.train(
             data=str(data_yaml.resolve()), epochs=params.epochs, imgsz=params.imgsz, batch=params.batch,
