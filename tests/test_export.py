@@ -128,7 +128,7 @@ def test_params_reject_unknown_formats_and_bad_sizes():
 def test_card_dataset_hash_is_what_dvc_sees(tiny_dataset, tmp_path, monkeypatch):
     """The card's dataset md5 ignores stage's marker (this machine's mtimes) and Ultralytics' caches,
     and is the md5 dvc.lock records for the staged copy when there is one."""
-    from yolopipe.modelcard import dataset_md5
+    from yolopipe.dvchashes import dataset_md5
 
     staged = tmp_path / "data" / "staged"
     shutil.copytree(tiny_dataset, staged)

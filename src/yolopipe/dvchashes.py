@@ -8,6 +8,7 @@ describes files that are no longer in the workspace.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 
@@ -35,3 +36,45 @@ def recorded_md5s(files: list[str], start: Path) -> dict[str, str]:
             return found
     except Exception:  # a broken or foreign DVC setup only costs speed: we hash the files ourselves
         return {}
+
+
+def dataset_md5(root: Path, lock: Path = Path("dvc.lock")) -> str:
+    """The md5 DVC recorded for the staged copy in dvc.lock (so a deployer can match it there), else an md5
+    over every file DVC would hash (relative path and md5, sorted), reusing md5s DVC already knows."""
+    from yolopipe.staging import hashed_files
+
+    recorded = locked_md5(root, lock)
+    if recorded:
+        return recorded
+    files = hashed_files(root)
+    known = recorded_md5s([str(p.resolve()) for p in files], root.resolve())
+    digest = hashlib.md5()
+    for file in files:
+        md5 = known.get(str(file.resolve())) or file_md5(file)
+        digest.update(f"{file.relative_to(root).as_posix()}\0{md5}\n".encode())
+    return digest.hexdigest()
+
+
+def locked_md5(data_root: Path, lock: Path = Path("dvc.lock")) -> str | None:
+    """The md5 dvc.lock records for `data_root` as some stage's output, if any."""
+    # absolute(), not resolve(): data/staged may be a link to the machine's staging disk.
+    data_root, project = data_root.absolute(), lock.parent.absolute()
+    if not lock.is_file() or not data_root.is_relative_to(project):
+        return None
+    import yaml
+
+    wanted = data_root.relative_to(project).as_posix()
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            if out.get("path") == wanted and out.get("md5"):
+                return out["md5"]
+    return None
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -7,12 +7,11 @@ records, which leads to the commit: `git log -S <md5> -- dvc.lock`."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from yolopipe.dataset import load_dataset
-from yolopipe.dvchashes import recorded_md5s
+from yolopipe.dvchashes import dataset_md5, file_md5
 from yolopipe.params import ExportParams
 from yolopipe.parity import output_shapes
 
@@ -43,32 +42,6 @@ def write_model_card(path: Path, weights: Path, data_yaml: Path, split: str, img
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(card, indent=2) + "\n")
     return path
-
-
-def dataset_md5(root: Path) -> str:
-    """The md5 DVC recorded for the staged copy in dvc.lock (so a deployer can match it there), else an md5
-    over every file DVC would hash (relative path and md5, sorted), reusing md5s DVC already knows."""
-    from yolopipe.resume import locked_md5
-    from yolopipe.staging import hashed_files
-
-    recorded = locked_md5(root)
-    if recorded:
-        return recorded
-    files = hashed_files(root)
-    known = recorded_md5s([str(p.resolve()) for p in files], root.resolve())
-    digest = hashlib.md5()
-    for file in files:
-        md5 = known.get(str(file.resolve())) or file_md5(file)
-        digest.update(f"{file.relative_to(root).as_posix()}\0{md5}\n".encode())
-    return digest.hexdigest()
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _quality_metrics(evaluation: Path | None) -> dict:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from yolopipe.dvchashes import dataset_md5
 from yolopipe.params import TrainParams
 
 # Settings that may differ between the machine that started a run and the one that continues it.
@@ -29,43 +30,8 @@ def fingerprint(params: TrainParams, data_root: Path, lock: Path = Path("dvc.loc
     """sha256 of the training params (less the per-machine ones) and of the staged data's content."""
     digest = hashlib.sha256()
     digest.update(json.dumps(params.model_dump(exclude=PER_MACHINE, mode="json"), sort_keys=True).encode())
-    digest.update(data_hash(data_root, lock).encode())
+    digest.update(dataset_md5(data_root, lock).encode())
     return digest.hexdigest()
-
-
-def data_hash(data_root: Path, lock: Path = Path("dvc.lock")) -> str:
-    """The md5 DVC recorded for the staged copy in dvc.lock when the stage stage finished: free to read, and
-    the hash DVC itself uses to decide what reruns. Outside a DVC run (no lock entry), the files are read.
-    Ultralytics' label caches (*.cache) are left out: it writes them into the staged copy while training."""
-    recorded = locked_md5(data_root, lock)
-    if recorded:
-        return f"dvc:{recorded}"
-    digest = hashlib.sha256()
-    from yolopipe.staging import hashed_files
-
-    for path in hashed_files(data_root):
-        digest.update(path.relative_to(data_root).as_posix().encode() + b"\0")
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def locked_md5(data_root: Path, lock: Path = Path("dvc.lock")) -> str | None:
-    """The md5 dvc.lock records for `data_root` as some stage's output, if any."""
-    # absolute(), not resolve(): data/staged may be a link to the machine's staging disk.
-    data_root, project = data_root.absolute(), lock.parent.absolute()
-    if not lock.is_file() or not data_root.is_relative_to(project):
-        return None
-    import yaml
-
-    wanted = data_root.relative_to(project).as_posix()
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-    for stage in stages.values():
-        for out in stage.get("outs", []):
-            if out.get("path") == wanted and out.get("md5"):
-                return out["md5"]
-    return None
 
 
 @dataclass(frozen=True)
