@@ -114,11 +114,12 @@ class MotoS3(ServerProcess):
 class GcsEmulator(ServerProcess):
     """gcp-storage-emulator with the byte-exact upload fix, storing objects on disk so they outlive a restart."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, lazy_index: bool = False):
         port = free_port()
         storage = workdir / "gcs-data"
         storage.mkdir(parents=True, exist_ok=True)
-        super().__init__([sys.executable, str(GCS_EMULATOR), "--data-dir", str(storage), "start",
+        lazy = ["--lazy-index"] if lazy_index else []  # faster, but not crash-safe: benchmarks only
+        super().__init__([sys.executable, str(GCS_EMULATOR), *lazy, "--data-dir", str(storage), "start",
                           "--host", "127.0.0.1", "--port", str(port), "--quiet"],
                          port, workdir / "gcs.log", cwd=workdir)
 
