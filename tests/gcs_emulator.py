@@ -108,4 +108,4 @@ if __name__ == "__main__":
         _coalesce_index_writes()
     server._read_data = _patched_read_data(server._read_data)
     storage._FileStore.write_bytes = _patched_write_bytes(storage._FileStore.write_bytes)
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))  # its default argument was bound to sys.argv at import
