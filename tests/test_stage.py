@@ -195,7 +195,31 @@ def test_killed_staging_is_never_trusted_and_the_next_run_completes_it(tmp_path)
     child.wait()
     assert not json.loads((staged / MARKER).read_text())["complete"]  # a killed copy is never trusted
     assert len(list(staged.glob("images/train/*.jpg"))) < 3000
+    # What the next run keeps: files with the source's size and mtime. Each of them must be complete.
+    kept = [p for p in staged.rglob("*") if p.is_file() and p.name != MARKER
+            and _same_stat(p, source / p.relative_to(staged))]
+    assert len(kept) >= 250
+    assert all(p.read_bytes() == (source / p.relative_to(staged)).read_bytes() for p in kept)
     result = stage(source, staged, StageParams(link=False))
-    assert 0 < result.written <= result.files - 300  # only the rest was copied
+    assert result.written == result.files - 1 - len(kept)  # only the rest was copied (data.yaml aside)
     assert {k: v for k, v in staged_digest(staged).items() if k != "data.yaml"} == \
         {k: v for k, v in tree_digest(source).items() if k != "data.yaml"}
+
+
+def test_a_partly_written_file_is_rewritten_even_at_full_size(tiny_dataset, tmp_path):
+    """What a kill -9 mid-copy leaves: files under their final names, written but without the source's mtime."""
+    staged = tmp_path / "staged"
+    stage(tiny_dataset, staged, COPY)
+    marker = json.loads((staged / MARKER).read_text())
+    (staged / MARKER).write_text(json.dumps({"key": marker["key"], "complete": False}))
+    images = sorted((staged / "images" / "train").iterdir())
+    images[0].write_bytes(images[0].read_bytes()[:100])  # cut short
+    images[1].write_bytes(bytes(images[1].stat().st_size))  # full size, but not the bytes yet
+    expected = {k: v for k, v in tree_digest(tiny_dataset).items() if k != "data.yaml"}
+    assert stage(tiny_dataset, staged, COPY).written == 2
+    assert {k: v for k, v in staged_digest(staged).items() if k != "data.yaml"} == expected
+
+
+def _same_stat(staged: Path, source: Path) -> bool:
+    a, b = staged.stat(), source.stat()
+    return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns
