@@ -1,3 +1,4 @@
+import io
 import json
 import shutil
 import signal
@@ -178,6 +179,23 @@ def test_pre_resize_bounds_the_long_side_applies_exif_and_is_deterministic(tmp_p
             assert 0x0112 not in im.getexif()
             assert im.size == ((64, 128) if image.name == rotated.name else (128, 64))
     assert tree_digest(tmp_path / "one" / "labels") == labels
+
+
+def test_progress_bar_on_a_terminal_nothing_in_a_short_log_and_a_summary(tiny_dataset, tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    result = stage(tiny_dataset, tmp_path / "one", COPY)
+    assert f"{result.written}/{result.written}" in terminal.getvalue() and "file/s" in terminal.getvalue()
+    assert f"{result.written} written in " in result.summary and "files/s)" in result.summary
+    assert "checked in" in stage(tiny_dataset, tmp_path / "one", COPY).summary
+    log = io.StringIO()  # not a terminal: a bar only for long work (PROGRESS_FROM files)
+    monkeypatch.setattr(sys, "stderr", log)
+    stage(tiny_dataset, tmp_path / "two", COPY)
+    assert log.getvalue() == ""
 
 
 def test_killed_staging_is_never_trusted_and_the_next_run_completes_it(tmp_path):

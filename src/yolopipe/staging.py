@@ -17,11 +17,14 @@ import json
 import os
 import shutil
 import stat
+import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+
+from tqdm import tqdm
 
 from yolopipe.dataset import IMAGE_SUFFIXES
 from yolopipe.errors import PipelineError
@@ -41,6 +44,7 @@ _FICLONE = 0x40049409  # ioctl: copy-on-write clone (btrfs, xfs); fails fast els
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 COPY_THREADS = min(8, os.cpu_count() or 1)  # copying runs in the kernel (sendfile), without the GIL
+PROGRESS_FROM = 10_000  # files; below this a non-tty stderr (CI, dvc repro in a log) gets no bar
 
 
 @dataclass(frozen=True)
@@ -123,10 +127,16 @@ def sync(source: Path, target: Path, key: dict, link: bool, max_side: int | None
 
 
 def _place_all(place: Callable, jobs: list[tuple], pool_type: type[Executor], workers: int) -> int:
-    """Run `place` on every job, in chunks across `workers`; the number hard-linked."""
+    """Run `place` on every job, in chunks across `workers`, with a progress bar; the number hard-linked."""
     chunks = _chunks(jobs, max(1, min(256, len(jobs) // (workers * 8))))  # a future per file costs a copy
+    linked = 0
     with pool_type(workers) as pool:
-        return sum(pool.map(partial(_place_chunk, place), chunks))
+        results = pool.map(partial(_place_chunk, place), chunks)  # submits (and forks) before tqdm's thread
+        with _progress(len(jobs)) as bar:
+            for chunk, chunk_linked in zip(chunks, results, strict=True):
+                linked += chunk_linked
+                bar.update(len(chunk))
+    return linked
 
 
 def _chunks(jobs: list[tuple], size: int) -> list[list[tuple]]:
@@ -141,6 +151,14 @@ def _chunks(jobs: list[tuple], size: int) -> list[list[tuple]]:
 
 def _place_chunk(place: Callable, jobs: list[tuple]) -> int:
     return sum(place(job) for job in jobs)
+
+
+def _progress(total: int) -> tqdm:
+    """A bar with counts and rate on a terminal; on a log, only for long work and a few lines a minute."""
+    tty = sys.stderr.isatty()
+    interval = 0.5 if tty else 60
+    return tqdm(total=total, unit="file", desc="stage", file=sys.stderr, smoothing=0.1, ascii=not tty,
+                disable=not (tty or total >= PROGRESS_FROM), mininterval=interval, maxinterval=interval)
 
 
 def _complete(staged: os.stat_result | None, source: os.stat_result, resized: bool) -> bool:
