@@ -132,10 +132,14 @@ def _place_all(place: Callable, jobs: list[tuple], pool_type: type[Executor], wo
     linked = 0
     with pool_type(workers) as pool:
         results = pool.map(partial(_place_chunk, place), chunks)  # submits (and forks) before tqdm's thread
-        with _progress(len(jobs)) as bar:
-            for chunk, chunk_linked in zip(chunks, results, strict=True):
-                linked += chunk_linked
-                bar.update(len(chunk))
+        try:
+            with _progress(len(jobs)) as bar:
+                for chunk, chunk_linked in zip(chunks, results, strict=True):
+                    linked += chunk_linked
+                    bar.update(len(chunk))
+        except BaseException:  # Ctrl-C or a failed file: finish the chunks in flight, start no more
+            pool.shutdown(cancel_futures=True)
+            raise
     return linked
 
 
