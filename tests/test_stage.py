@@ -1,3 +1,4 @@
+import io
 import json
 import shutil
 import signal
@@ -180,6 +181,23 @@ def test_pre_resize_bounds_the_long_side_applies_exif_and_is_deterministic(tmp_p
     assert tree_digest(tmp_path / "one" / "labels") == labels
 
 
+def test_progress_bar_on_a_terminal_nothing_in_a_short_log_and_a_summary(tiny_dataset, tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    result = stage(tiny_dataset, tmp_path / "one", COPY)
+    assert f"{result.written}/{result.written}" in terminal.getvalue() and "file/s" in terminal.getvalue()
+    assert f"{result.written} written in " in result.summary and "files/s)" in result.summary
+    assert "checked in" in stage(tiny_dataset, tmp_path / "one", COPY).summary
+    log = io.StringIO()  # not a terminal: a bar only for long work (PROGRESS_FROM files)
+    monkeypatch.setattr(sys, "stderr", log)
+    stage(tiny_dataset, tmp_path / "two", COPY)
+    assert log.getvalue() == ""
+
+
 def test_killed_staging_is_never_trusted_and_the_next_run_completes_it(tmp_path):
     source = tmp_path / "source"
     synthesize(source, {"train": 3000, "val": 10}, width=32, height=32, seed=2)
@@ -195,7 +213,31 @@ def test_killed_staging_is_never_trusted_and_the_next_run_completes_it(tmp_path)
     child.wait()
     assert not json.loads((staged / MARKER).read_text())["complete"]  # a killed copy is never trusted
     assert len(list(staged.glob("images/train/*.jpg"))) < 3000
+    # What the next run keeps: files with the source's size and mtime. Each of them must be complete.
+    kept = [p for p in staged.rglob("*") if p.is_file() and p.name != MARKER
+            and _same_stat(p, source / p.relative_to(staged))]
+    assert len(kept) >= 250
+    assert all(p.read_bytes() == (source / p.relative_to(staged)).read_bytes() for p in kept)
     result = stage(source, staged, StageParams(link=False))
-    assert 0 < result.written <= result.files - 300  # only the rest was copied
+    assert result.written == result.files - 1 - len(kept)  # only the rest was copied (data.yaml aside)
     assert {k: v for k, v in staged_digest(staged).items() if k != "data.yaml"} == \
         {k: v for k, v in tree_digest(source).items() if k != "data.yaml"}
+
+
+def test_a_partly_written_file_is_rewritten_even_at_full_size(tiny_dataset, tmp_path):
+    """What a kill -9 mid-copy leaves: files under their final names, written but without the source's mtime."""
+    staged = tmp_path / "staged"
+    stage(tiny_dataset, staged, COPY)
+    marker = json.loads((staged / MARKER).read_text())
+    (staged / MARKER).write_text(json.dumps({"key": marker["key"], "complete": False}))
+    images = sorted((staged / "images" / "train").iterdir())
+    images[0].write_bytes(images[0].read_bytes()[:100])  # cut short
+    images[1].write_bytes(bytes(images[1].stat().st_size))  # full size, but not the bytes yet
+    expected = {k: v for k, v in tree_digest(tiny_dataset).items() if k != "data.yaml"}
+    assert stage(tiny_dataset, staged, COPY).written == 2
+    assert {k: v for k, v in staged_digest(staged).items() if k != "data.yaml"} == expected
+
+
+def _same_stat(staged: Path, source: Path) -> bool:
+    a, b = staged.stat(), source.stat()
+    return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from PIL import Image, ImageOps
 
-from yolopipe.staging import _place, finish, is_image
+from yolopipe.staging import _place, create, is_image, mark_complete
 
 JPEG_QUALITY = 95  # high enough that training sees what the full-size image shows at that size
 _FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF"}  # re-encoded; anything else is staged as it is
 
 
-def place_resized(job: tuple[str, str, bool, int, int], max_side: int) -> bool:
+def place_resized(job: tuple[str, str, bool, int, int, int], max_side: int) -> bool:
     """Stage one file: an image larger than max_side (or EXIF-rotated) resized, anything else as _place does."""
-    src, dst, _, _, mtime_ns = job
+    src, dst, _, _, mtime_ns, _ = job
     if not is_image(src):
         return _place(job)
     with Image.open(src) as image:
@@ -33,8 +33,9 @@ def place_resized(job: tuple[str, str, bool, int, int], max_side: int) -> bool:
             scale = max_side / max(picture.size)
             size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
             picture = picture.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
-        tmp = dst + ".yolopipe-tmp"
         options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
-        picture.save(tmp, format=fmt, **options)  # no EXIF: the orientation is applied
-    finish(tmp, dst, mtime_ns)
+        with open(create(dst), "wb") as out:
+            picture.save(out, format=fmt, **options)  # no EXIF: the orientation is applied
+            out.flush()
+            mark_complete(out.fileno(), mtime_ns)  # the source's mtime only once every byte is written
     return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,20 +36,24 @@ class StageResult:
     linked: int = 0
     location: Path | None = None
     """Where the files are when staged_root is a link to a staging directory."""
+    seconds: float = 0.0
 
     @property
     def summary(self) -> str:
         where = f"{self.staged_root} -> {self.location}" if self.location else str(self.staged_root)
         if not self.written:
-            return f"staged copy intact: {self.files} files ({self.bytes / 1e6:.1f} MB) in {where}"
+            return (f"staged copy intact: {self.files} files ({self.bytes / 1e6:.1f} MB) in {where}, "
+                    f"checked in {self.seconds:.1f} s")
+        rate = self.written / self.seconds if self.seconds else 0
         return (f"staged {self.files} files ({self.bytes / 1e6:.1f} MB) into {where}: {self.written} written"
-                f"{f', {self.linked} hard-linked' if self.linked else ''}")
+                f"{f', {self.linked} hard-linked' if self.linked else ''} in {self.seconds:.1f} s ({rate:.0f} files/s)")
 
 
 def stage(dataset: Path, staged_root: Path, params: StageParams | None = None,
           stage_dir: Path | None = None) -> StageResult:
     """Make `staged_root` a trusted copy of the dataset under `dataset` and write the data.yaml training
     reads; with `stage_dir`, the files live in that directory and `staged_root` links to them."""
+    started = time.perf_counter()
     params = params or StageParams()
     source = load_dataset(dataset)
     staged_root = Path(os.path.abspath(staged_root))
@@ -69,7 +74,8 @@ def stage(dataset: Path, staged_root: Path, params: StageParams | None = None,
     if not data_yaml.is_file() or data_yaml.read_text() != text:
         data_yaml.write_text(text)
     return StageResult(staged_root, staged_root / "data.yaml", result.files + 1, result.bytes + len(text),
-                       result.written, result.linked, target if target != staged_root else None)
+                       result.written, result.linked, target if target != staged_root else None,
+                       time.perf_counter() - started)
 
 
 def _location(staged_root: Path, stage_dir: Path | None) -> Path:
