@@ -12,8 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from objstore import GcsEmulator, MotoS3
+from objstore import GCS_TEST_ENV, GcsEmulator, MotoS3
 from yolopipe.synth import synthesize
+
+# gcsfs reads this once, when first imported (by any test, through DVC): set it before that happens, or
+# every in-process call to the GCS emulator stalls on a gRPC probe (measured: 436 s for one test).
+os.environ.update(GCS_TEST_ENV)
 
 REPO = Path(__file__).resolve().parents[1]
 NETGUARD = Path(__file__).parent / "netguard"
