@@ -94,11 +94,12 @@ def _check_credentials(check: RemoteCheck, remote: Remote) -> bool:
 
 
 def _check_gcs_credentials(check: RemoteCheck, remote: Remote) -> bool:
+    adc = _gcloud_adc_file()  # used only if there: a configured path, by contrast, must exist
     candidates = [(remote.options.get("credentialpath"), "credentialpath in the DVC config"),
                   (os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"), "$GOOGLE_APPLICATION_CREDENTIALS"),
-                  (str(_gcloud_adc_file()), "gcloud application-default login")]
+                  (str(adc) if adc.is_file() else None, "gcloud application-default login")]
     for path, source in candidates:
-        if path and (source != "gcloud application-default login" or Path(path).is_file()):
+        if path:
             return _check_key_file(check, Path(path).expanduser(), source)
     if _on_google_cloud():
         return check.add(True, "credentials: this VM's service account (metadata server)")

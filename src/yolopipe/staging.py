@@ -32,6 +32,12 @@ from yolopipe.errors import PipelineError
 MARKER = ".yolopipe-stage.json"  # listed in .dvcignore: its mtimes must not enter the hash DVC records
 _TMP = ".yolopipe-tmp"
 _IGNORED_NAMES = {".dvc", ".dvcignore", ".gitignore", "data.yaml", MARKER}
+_IGNORED_SUFFIXES = (".cache", ".cache.npy", _TMP)
+_FICLONE = 0x40049409  # ioctl: copy-on-write clone (btrfs, xfs); fails fast elsewhere
+_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+COPY_THREADS = min(8, os.cpu_count() or 1)  # copying runs in the kernel (sendfile), without the GIL
+PROGRESS_FROM = 10_000  # files; below this a non-tty stderr (CI, dvc repro in a log) gets no bar
 
 
 def hashed_files(root: Path) -> list[Path]:
@@ -39,12 +45,6 @@ def hashed_files(root: Path) -> list[Path]:
     files or Ultralytics' label caches, which carry this machine's mtimes or appear while training."""
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER
                   and not p.name.endswith(_IGNORED_SUFFIXES))
-_IGNORED_SUFFIXES = (".cache", ".cache.npy", _TMP)
-_FICLONE = 0x40049409  # ioctl: copy-on-write clone (btrfs, xfs); fails fast elsewhere
-_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-COPY_THREADS = min(8, os.cpu_count() or 1)  # copying runs in the kernel (sendfile), without the GIL
-PROGRESS_FROM = 10_000  # files; below this a non-tty stderr (CI, dvc repro in a log) gets no bar
 
 
 @dataclass(frozen=True)
