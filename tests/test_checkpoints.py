@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from yolopipe.checkpoints import PREFIX, RemoteCheckpoints
 from yolopipe.errors import PipelineError
+from yolopipe.train.checkpoints import PREFIX, RemoteCheckpoints
 
 from conftest import GIT, run
 

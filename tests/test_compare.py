@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from yolopipe.compare import Comparison, render_markdown
-from yolopipe.compare_charts import EVALUATE_PLOTS, TRAIN_PLOTS, draw_charts
+from yolopipe.report import Comparison, render_markdown
+from yolopipe.report.charts import EVALUATE_PLOTS, TRAIN_PLOTS, draw_charts
 
 from conftest import GIT, TINY_TRAIN, copy_project, guarded_env, run
 

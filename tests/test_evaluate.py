@@ -4,7 +4,8 @@ import shutil
 import pytest
 import yaml
 
-from yolopipe.evaluate import evaluate, held_out_split
+from yolopipe.dataset import held_out_split, load_dataset
+from yolopipe.evaluate import evaluate
 from yolopipe.params import EvaluateParams
 
 CLASSES = {"circle", "square", "triangle"}
@@ -16,7 +17,7 @@ def evaluation(trained, tmp_path_factory):
     return evaluate(EvaluateParams(), trained.result.best, trained.data_yaml, out, trained.scratch), out
 
 
-def test_flat_metrics_dvc_can_diff(evaluation):
+def test_detection_metrics_are_flat_so_dvc_can_diff(evaluation):
     result, out = evaluation
     assert result.split == "test"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -74,7 +75,7 @@ def test_falls_back_to_val_without_a_test_split(trained, tmp_path):
     description = yaml.safe_load((staged / "data.yaml").read_text())
     del description["test"]
     (staged / "data.yaml").write_text(yaml.safe_dump(description))
-    assert held_out_split(staged / "data.yaml", "test") == "val"
+    assert held_out_split(load_dataset(staged / "data.yaml"), "test") == "val"
     result = evaluate(EvaluateParams(images=1), trained.result.best, staged / "data.yaml", tmp_path / "eval",
                       trained.scratch)
     assert result.split == "val"

@@ -9,8 +9,8 @@ from onnx import numpy_helper
 
 from yolopipe.errors import PipelineError
 from yolopipe.export import check_available, export
+from yolopipe.export.parity import compare_export
 from yolopipe.params import ExportParams
-from yolopipe.parity import compare_export
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +140,14 @@ def test_card_dataset_hash_is_what_dvc_sees(tiny_dataset, tmp_path, monkeypatch)
                                        "      md5: 89ab.dir\n")
     monkeypatch.chdir(tmp_path)
     assert dataset_md5(Path("data/staged")) == "89ab.dir"
+
+
+def test_export_checks_and_describes_the_split_evaluate_scored(trained, tmp_path):
+    """With evaluate.split: val, the parity images and the card's split are val's, the split the card's
+    metrics come from (export once hard-coded test)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(trained.result.best, models / "best.pt")  # the export lands beside its weights
+    result = export(ExportParams(formats=["onnx"]), models / "best.pt", trained.data_yaml, models, tmp_path / "out",
+                    trained.scratch, held_out="val")
+    assert json.loads(result.card.read_text())["dataset"]["held_out_split"] == "val"

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from corpus import image_bytes
-from yolopipe.jpeghead import jpeg_header
+from yolopipe.validate.jpeghead import jpeg_header
 
 
 def pillow_header(data: bytes) -> tuple[int, int, int | None]:

@@ -187,7 +187,7 @@ def test_valid_service_account_key_is_accepted_offline(tmp_path):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from yolopipe.remotecheck import RemoteCheck, _check_key_file
+    from yolopipe.remote.check import RemoteCheck, _check_key_file
 
     pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
@@ -197,7 +197,7 @@ def test_valid_service_account_key_is_accepted_offline(tmp_path):
                                     "private_key_id": "1", "project_id": "p"}))
     check = RemoteCheck("gcs")
     assert _check_key_file(check, key_file, "test")
-    assert "ci@p.iam.gserviceaccount.com" in str(check.findings[0]) and "PRIVATE" not in check.report
+    assert "ci@p.iam.gserviceaccount.com" in str(check.lines[0]) and "PRIVATE" not in check.report
 
 
 # --- round trip and faults ----------------------------------------------------------------------------------

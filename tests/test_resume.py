@@ -15,7 +15,14 @@ import torch
 import yaml
 
 from yolopipe.params import TrainParams
-from yolopipe.resume import STAMP_KEY, StopOnSignal, TrainingInterrupted, drop_steps_from, fingerprint, plan_resume
+from yolopipe.train.resume import (
+    STAMP_KEY,
+    StopOnSignal,
+    TrainingInterrupted,
+    drop_steps_from,
+    fingerprint,
+    plan_resume,
+)
 
 from conftest import run
 

@@ -15,8 +15,9 @@ from PIL import Image
 from yolopipe.dataset import load_dataset
 from yolopipe.errors import PipelineError
 from yolopipe.params import StageParams
+from yolopipe.paths import STAGE_MARKER as MARKER
 from yolopipe.stage import stage
-from yolopipe.staging import MARKER, check_free_space
+from yolopipe.stage.copy_engine import check_free_space
 from yolopipe.synth import synthesize
 
 from conftest import tree_digest
@@ -149,14 +150,15 @@ def test_free_space_check_names_what_is_needed_and_where(tmp_path, tiny_dataset,
         check_free_space(2 * 10**9, tmp_path / "nvme" / "x", usage)
     check_free_space(10**2, tmp_path, usage)
     # From the CLI, into a staging directory that has too little room for a full copy.
-    from yolopipe import cli, staging
+    from yolopipe import cli
+    from yolopipe.stage import copy_engine
 
     project = tmp_path / "project"
     project.mkdir()
     (project / "params.yaml").write_text(yaml.safe_dump({"data": {"root": str(tiny_dataset)},
                                                          "stage": {"link": False}}))
     monkeypatch.chdir(project)
-    monkeypatch.setattr(staging.shutil, "disk_usage", usage)
+    monkeypatch.setattr(copy_engine.shutil, "disk_usage", usage)
     monkeypatch.setenv("YOLOPIPE_STAGE_DIR", str(tmp_path / "nvme"))
     assert cli.main(["stage"]) == 1
     assert not list((tmp_path / "nvme").rglob("*.jpg"))

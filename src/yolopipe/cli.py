@@ -103,8 +103,8 @@ def _stage(args) -> None:
 
 
 def _train(args) -> int:
-    from yolopipe.resume import TrainingInterrupted
     from yolopipe.train import train
+    from yolopipe.train.resume import TrainingInterrupted
 
     params = load_params(args.params)
     try:
@@ -132,18 +132,18 @@ def _export(args) -> None:
     params = load_params(args.params)
     result = export(params.export, paths.BEST_WEIGHTS, paths.STAGED_ROOT / "data.yaml",
                     paths.MODELS_DIR, paths.EXPORT_DIR, paths.SCRATCH_DIR,
-                    evaluation=paths.EVALUATE_DIR / "metrics.json")
+                    evaluation=paths.EVALUATE_DIR / "metrics.json", held_out=params.evaluate.split)
     print(result.summary)
 
 
 def _report(args) -> None:
-    from yolopipe.compare import write_report
+    from yolopipe.report import write_report
 
     print(write_report(args.base, args.exp, args.out).summary)
 
 
 def _remote_check(args) -> int:
-    from yolopipe.remotecheck import check_remote
+    from yolopipe.remote.check import check_remote
 
     check = check_remote(Path.cwd(), args.remote, write=not args.read_only)
     print(check.report)

@@ -105,6 +105,11 @@ def load_dataset(path: str | Path) -> Dataset:
     return reading.dataset
 
 
+def held_out_split(dataset: Dataset, wanted: str) -> str:
+    """The split to score a model on: `wanted` (evaluate.split) when the dataset has it, else val."""
+    return wanted if wanted in dataset.splits else "val"
+
+
 def label_path(image: Path) -> Path:
     """The label file Ultralytics reads for an image: the last /images/ becomes /labels/, suffix .txt."""
     return Path(label_file(str(image)))

@@ -11,6 +11,19 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from yolopipe.paths import STAGE_MARKER
+
+# What .dvcignore keeps out of the staged copy's hash: the trust marker, half-written temporary files and
+# Ultralytics' label caches, which carry this machine's mtimes or appear while training.
+TMP_SUFFIX = ".yolopipe-tmp"
+DVC_IGNORED_SUFFIXES = (".cache", ".cache.npy", TMP_SUFFIX)
+
+
+def hashed_files(root: Path) -> list[Path]:
+    """The files of a staged copy as DVC hashes them (see .dvcignore)."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != STAGE_MARKER
+                  and not p.name.endswith(DVC_IGNORED_SUFFIXES))
+
 
 def find_dvc_root(start: Path) -> Path | None:
     """The nearest directory at or above `start` holding a `.dvc` directory."""
@@ -41,8 +54,6 @@ def recorded_md5s(files: list[str], start: Path) -> dict[str, str]:
 def dataset_md5(root: Path, lock: Path = Path("dvc.lock")) -> str:
     """The md5 DVC recorded for the staged copy in dvc.lock (so a deployer can match it there), else an md5
     over every file DVC would hash (relative path and md5, sorted), reusing md5s DVC already knows."""
-    from yolopipe.staging import hashed_files
-
     recorded = locked_md5(root, lock)
     if recorded:
         return recorded

@@ -55,7 +55,7 @@ class ReportResult:
 
 def write_report(base: str | None, exps: list[str], out: Path, repo: Path = Path(".")) -> ReportResult:
     """Compare `base` with `exps` and write the markdown to `out`, its PNG charts beside it."""
-    from yolopipe.compare_charts import draw_charts
+    from yolopipe.report.charts import draw_charts
 
     revs, has_base = resolve_revs(base, exps, repo)
     comparison = collect(revs, has_base, repo)
@@ -137,7 +137,7 @@ def _collect_plots(comparison: Comparison, repo: Path) -> None:
     revs = comparison.revs
     # `dvc plots diff` with one revision would compare it with the workspace: name the revision twice.
     args = revs if len(revs) > 1 else revs * 2
-    from yolopipe.compare_charts import EVALUATE_PLOTS, TRAIN_PLOTS
+    from yolopipe.report.charts import EVALUATE_PLOTS, TRAIN_PLOTS
 
     with tempfile.TemporaryDirectory() as images:  # image plots are copied to -o; keep them out of the repo
         shown = _dvc_json(["plots", "diff", "--json", "--split", "-o", images, "--targets", TRAIN_PLOTS,

@@ -9,11 +9,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolopipe.dataset import load_dataset
+from yolopipe.dataset import held_out_split, load_dataset
 from yolopipe.errors import PipelineError
-from yolopipe.evaluate import held_out_split
+from yolopipe.export.parity import compare_export, median_latency_ms
 from yolopipe.params import ExportParams
-from yolopipe.parity import compare_export, median_latency_ms
 from yolopipe.ultra import load_ultralytics
 
 PARITY_IMAGES = 50  # enough to catch a broken export; the held-out split may hold thousands
@@ -36,17 +35,19 @@ class ExportResult:
 
 
 def export(params: ExportParams, weights: Path, data_yaml: Path, models_dir: Path, out_dir: Path,
-           scratch_dir: Path, evaluation: Path | None = None) -> ExportResult:
+           scratch_dir: Path, evaluation: Path | None = None, held_out: str = "test") -> ExportResult:
     """Export `weights` to each format in params, check every export against PyTorch on the held-out
-    images (failing above params.max_abs_diff), time each on CPU at batch 1, and write the model card."""
+    images (failing above params.max_abs_diff), time each on CPU at batch 1, and write the model card.
+    `held_out` is evaluate.split, so the card's split is the one its evaluate metrics come from."""
     check_available(params.formats, params.half)
     load_ultralytics(scratch_dir / "ultralytics")
     from ultralytics import YOLO
 
-    from yolopipe.modelcard import write_model_card
+    from yolopipe.export.modelcard import ExportRun, write_model_card
 
-    split = held_out_split(data_yaml, "test")
-    images = sorted(load_dataset(data_yaml).images(split))[:PARITY_IMAGES]
+    dataset = load_dataset(data_yaml)
+    split = held_out_split(dataset, held_out)
+    images = sorted(dataset.images(split))[:PARITY_IMAGES]
     imgsz = params.imgsz or int(YOLO(str(weights), task="detect").overrides.get("imgsz", 640))
     exported, parity = {}, {}
     for fmt in params.formats:
@@ -76,8 +77,8 @@ def export(params: ExportParams, weights: Path, data_yaml: Path, models_dir: Pat
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     # Latency depends on the machine and its load: a top-level metrics file DVC shows but does not hash.
     (out_dir / "speed.json").write_text(json.dumps(speed, indent=2) + "\n")
-    card = write_model_card(models_dir / "model_card.json", weights, data_yaml, split, imgsz, params,
-                            exported, parity, evaluation)
+    card = write_model_card(models_dir / "model_card.json",
+                            ExportRun(weights, data_yaml, split, imgsz, params, exported, parity, evaluation))
     return ExportResult(exported, parity, {**metrics, **speed}, card)
 
 

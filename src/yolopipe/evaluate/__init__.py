@@ -7,10 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from yolopipe.dataset import load_dataset
-from yolopipe.evalplots import class_curves, confusion_rows, draw_boxes
+from yolopipe.dataset import held_out_split, load_dataset
+from yolopipe.evaluate.plots import class_curves, confusion_rows, draw_boxes
 from yolopipe.params import EvaluateParams
 from yolopipe.ultra import load_ultralytics
 
@@ -38,7 +36,8 @@ class EvaluationResult:
 def evaluate(params: EvaluateParams, weights: Path, data_yaml: Path, out_dir: Path,
              scratch_dir: Path) -> EvaluationResult:
     """Validate `weights` on the test split (val when the dataset has none) and write the results."""
-    split = held_out_split(data_yaml, params.split)
+    dataset = load_dataset(data_yaml)
+    split = held_out_split(dataset, params.split)
     load_ultralytics(scratch_dir / "ultralytics")
     from ultralytics import YOLO
 
@@ -49,7 +48,7 @@ def evaluate(params: EvaluateParams, weights: Path, data_yaml: Path, out_dir: Pa
         plots=True, project=str(run_dir), name="evaluate", exist_ok=True, verbose=False,
     )
     names = [results.names[i] for i in sorted(results.names)]
-    metrics = flat_metrics(results, names)
+    metrics = detection_metrics(results, names)
     speed = {f"speed/{step}_ms": round(float(results.speed.get(step, 0.0)), 3) for step in SPEED_KEYS}
     plots_dir = out_dir / "plots"
     if plots_dir.exists():  # drop images of an earlier run, so the folder holds exactly this run's plots
@@ -68,7 +67,7 @@ def evaluate(params: EvaluateParams, weights: Path, data_yaml: Path, out_dir: Pa
     for theirs, ours in ULTRALYTICS_PLOTS.items():
         shutil.copyfile(Path(results.save_dir) / theirs, plots_dir / ours)
     (plots_dir / "images").mkdir()  # declared as a plot directory in dvc.yaml, so it exists even when empty
-    images = sorted(load_dataset(data_yaml).images(split))[:params.images]
+    images = sorted(dataset.images(split))[:params.images]
     predictions = model.predict([str(p) for p in images], conf=params.plot_conf, iou=params.iou, verbose=False,
                                 save=False, project=str(run_dir), name="predict") if images else []
     for image, prediction in zip(images, predictions, strict=True):
@@ -77,13 +76,7 @@ def evaluate(params: EvaluateParams, weights: Path, data_yaml: Path, out_dir: Pa
     return EvaluationResult(split, metrics, speed, out_dir / "metrics.json")
 
 
-def held_out_split(data_yaml: Path, wanted: str) -> str:
-    """The split to score: `wanted` when the dataset has it, else val."""
-    description = yaml.safe_load(data_yaml.read_text())
-    return wanted if description.get(wanted) else "val"
-
-
-def flat_metrics(results, names: list[str]) -> dict[str, float]:
+def detection_metrics(results, names: list[str]) -> dict[str, float]:
     """One level of keys (mAP50, AP50/circle) so `dvc metrics diff` and
     `dvc exp show` list every figure as its own column. Classes absent from the split score 0."""
     box = results.box

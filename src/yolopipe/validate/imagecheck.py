@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from yolopipe.jpeghead import jpeg_header
+from yolopipe.validate.jpeghead import jpeg_header
 
 # PIL format names Ultralytics accepts (its IMG_FORMATS plus "jpeg2000", see check_image).
 READABLE_FORMATS = frozenset({"avif", "bmp", "dng", "heic", "heif", "jpeg", "jpeg2000", "mpo", "png", "tiff",

@@ -21,7 +21,7 @@ import yaml
 from yolopipe.dataset import load_dataset
 from yolopipe.errors import PipelineError
 from yolopipe.params import StageParams
-from yolopipe.staging import sync
+from yolopipe.stage.copy_engine import sync
 
 FORMAT = 1  # bump when the staged layout changes, so old copies are not trusted
 

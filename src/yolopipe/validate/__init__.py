@@ -23,8 +23,8 @@ from yolopipe.dataset import SPLITS, Dataset, label_file, read_dataset, split_fi
 from yolopipe.dvchashes import recorded_md5s
 from yolopipe.findings import Finding, decide, sort_key
 from yolopipe.params import ValidateParams
-from yolopipe.report import build_report, write_outputs
-from yolopipe.scan import ChunkSummary, SplitCounts, scan_chunk
+from yolopipe.validate.outputs import build_report, write_outputs
+from yolopipe.validate.scan import ChunkSummary, SplitCounts, scan_chunk
 
 PARALLEL_FROM = 1000  # below this many images a process pool costs more than it saves
 PROGRESS_FROM = 10_000  # show progress on a non-tty stderr (CI, logs) only for datasets this large

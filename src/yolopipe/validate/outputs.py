@@ -19,7 +19,7 @@ def write_outputs(out_dir: Path, report: dict, names: tuple[str, ...]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     report_path = out_dir / "report.json"
     report_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-    (out_dir / "metrics.json").write_text(json.dumps(flat_metrics(report), indent=2) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(report_metrics(report), indent=2) + "\n")
     with open(out_dir / "class_histogram.csv", "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["split", "class", "instances"])
@@ -35,7 +35,7 @@ def build_report(passed: bool, dataset: dict, policy: dict, counts: dict, splits
             "findings": [f.as_dict() for f in findings]}
 
 
-def flat_metrics(report: dict) -> dict[str, float | int]:
+def report_metrics(report: dict) -> dict[str, float | int]:
     metrics: dict[str, float | int] = {"passed": int(report["passed"])}
     metrics.update(report["counts"])
     for split, stats in report["splits"].items():

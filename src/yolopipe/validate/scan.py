@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from yolopipe.dataset import label_file
 from yolopipe.findings import Finding
-from yolopipe.imagecheck import check_image
-from yolopipe.labelcheck import check_label
+from yolopipe.validate.imagecheck import check_image
+from yolopipe.validate.labelcheck import check_label
 
 
 @dataclass

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 from PIL import Image, ImageOps
 
-from yolopipe.staging import _place, create, is_image, mark_complete
+from yolopipe.stage.placement import Job, create, is_image, mark_complete, place
 
 JPEG_QUALITY = 95  # high enough that training sees what the full-size image shows at that size
 _FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF"}  # re-encoded; anything else is staged as it is
 
 
-def place_resized(job: tuple[str, str, bool, int, int, int], max_side: int) -> bool:
-    """Stage one file: an image larger than max_side (or EXIF-rotated) resized, anything else as _place does."""
-    src, dst, _, _, mtime_ns, _ = job
+def place_resized(job: Job, max_side: int) -> bool:
+    """Stage one file: an image larger than max_side (or EXIF-rotated) resized, anything else as `place` does."""
+    src, dst, mtime_ns = job.source, job.target, job.mtime_ns
     if not is_image(src):
-        return _place(job)
+        return place(job)
     with Image.open(src) as image:
         orientation = image.getexif().get(0x0112, 1)
         if image.format not in _FORMATS or (max(image.size) <= max_side and orientation == 1):
-            return _place(job)
+            return place(job)
         fmt = image.format
         scale = max_side / max(image.size)
         if scale < 1 and fmt == "JPEG":

@@ -2,21 +2,17 @@
 
 A copy is trusted only through its marker file, `.yolopipe-stage.json`, written last: it names the source
 and params the copy was made for, and the size and mtime of every staged file. Checking an intact copy is
-one stat per file (metadata only, nothing is re-read). Every file is written under its final name and given
-the source's mtime only after its last byte: after a `kill -9`, a file with the source's size and mtime is
-complete, a partial one still has the time it was written, and the next run only does the rest. (No
-temporary name and rename per file: on 40,000 small files that bookkeeping cost more than the copying.)
+one stat per file (metadata only, nothing is re-read). Each file is placed by `placement` and marked
+complete only after its last byte, so after a `kill -9` the next run only does the rest. (No temporary name
+and rename per file: on 40,000 small files that bookkeeping cost more than the copying.)
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import itertools
 import json
 import os
 import shutil
-import stat
 import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -26,25 +22,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from yolopipe.dataset import IMAGE_SUFFIXES
+from yolopipe.dvchashes import DVC_IGNORED_SUFFIXES, TMP_SUFFIX
 from yolopipe.errors import PipelineError
+from yolopipe.paths import STAGE_MARKER
+from yolopipe.stage.placement import Job, place
+from yolopipe.stage.resize import place_resized
 
-MARKER = ".yolopipe-stage.json"  # listed in .dvcignore: its mtimes must not enter the hash DVC records
-_TMP = ".yolopipe-tmp"
-_IGNORED_NAMES = {".dvc", ".dvcignore", ".gitignore", "data.yaml", MARKER}
-_IGNORED_SUFFIXES = (".cache", ".cache.npy", _TMP)
-_FICLONE = 0x40049409  # ioctl: copy-on-write clone (btrfs, xfs); fails fast elsewhere
-_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+_IGNORED_NAMES = {".dvc", ".dvcignore", ".gitignore", "data.yaml", STAGE_MARKER}
 COPY_THREADS = min(8, os.cpu_count() or 1)  # copying runs in the kernel (sendfile), without the GIL
 PROGRESS_FROM = 10_000  # files; below this a non-tty stderr (CI, dvc repro in a log) gets no bar
-
-
-def hashed_files(root: Path) -> list[Path]:
-    """The files of a staged copy as DVC hashes them (.dvcignore): not the marker, half-written temporary
-    files or Ultralytics' label caches, which carry this machine's mtimes or appear while training."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER
-                  and not p.name.endswith(_IGNORED_SUFFIXES))
 
 
 @dataclass(frozen=True)
@@ -63,7 +49,7 @@ def source_files(root: Path) -> dict[str, os.stat_result]:
         dirs[:] = sorted(d for d in dirs if d != ".dvc")
         rel_parent = os.path.relpath(parent, root)
         for name in names:
-            if name in _IGNORED_NAMES or name.endswith(_IGNORED_SUFFIXES):
+            if name in _IGNORED_NAMES or name.endswith(DVC_IGNORED_SUFFIXES):
                 continue
             rel = name if rel_parent == "." else f"{rel_parent}/{name}"
             files[rel] = os.stat(os.path.join(parent, name))
@@ -101,7 +87,7 @@ def sync(source: Path, target: Path, key: dict, link: bool, max_side: int | None
     present = source_files(target)
     for rel in present.keys() - files.keys():  # files the source no longer has
         (target / rel).unlink()
-    for leftover in target.rglob(f"*{_TMP}"):  # a killed marker write; per file, older yolopipe
+    for leftover in target.rglob(f"*{TMP_SUFFIX}"):  # a killed marker write; per file, older yolopipe
         leftover.unlink()
     todo = [rel for rel, s in files.items() if not _complete(present.get(rel), s, max_side is not None)]
     same_fs = link and os.stat(source).st_dev == os.stat(target).st_dev
@@ -109,14 +95,11 @@ def sync(source: Path, target: Path, key: dict, link: bool, max_side: int | None
     for directory in sorted({os.path.dirname(rel) for rel in todo}):
         (target / directory).mkdir(parents=True, exist_ok=True)
     source_dir, target_dir = f"{source}{os.sep}", f"{target}{os.sep}"  # 40,000 Path joins take half a second
-    jobs = [(source_dir + rel, target_dir + rel, same_fs, files[rel].st_mode, files[rel].st_mtime_ns,
-             files[rel].st_size) for rel in todo]
+    jobs = [Job(source_dir + rel, target_dir + rel, same_fs, files[rel].st_mode, files[rel].st_mtime_ns,
+                files[rel].st_size) for rel in todo]
     if max_side is None:
-        linked = _place_all(_place, jobs, ThreadPoolExecutor, COPY_THREADS)
-    else:
-        from yolopipe.resize import place_resized
-
-        # Decoding and encoding are CPU bound: processes.
+        linked = _place_all(place, jobs, ThreadPoolExecutor, COPY_THREADS)
+    else:  # decoding and encoding are CPU bound: processes.
         linked = _place_all(partial(place_resized, max_side=max_side), jobs, ProcessPoolExecutor,
                             os.cpu_count() or 1)
     # A copy or link has the source's size and mtime; only resized files need a look.
@@ -126,7 +109,7 @@ def sync(source: Path, target: Path, key: dict, link: bool, max_side: int | None
     return SyncResult(len(staged), sum(s.st_size for s in staged.values()), len(todo), linked)
 
 
-def _place_all(place: Callable, jobs: list[tuple], pool_type: type[Executor], workers: int) -> int:
+def _place_all(place: Callable, jobs: list[Job], pool_type: type[Executor], workers: int) -> int:
     """Run `place` on every job, in chunks across `workers`, with a progress bar; the number hard-linked."""
     chunks = _chunks(jobs, max(1, min(256, len(jobs) // (workers * 8))))  # a future per file costs a copy
     linked = 0
@@ -143,17 +126,17 @@ def _place_all(place: Callable, jobs: list[tuple], pool_type: type[Executor], wo
     return linked
 
 
-def _chunks(jobs: list[tuple], size: int) -> list[list[tuple]]:
+def _chunks(jobs: list[Job], size: int) -> list[list[Job]]:
     """Chunks of `size` jobs in one directory, taking the directories in turn: creating a file locks its
     directory, so threads in different directories (images/train, labels/train) do not wait on each other."""
-    by_directory: dict[str, list[tuple]] = {}
+    by_directory: dict[str, list[Job]] = {}
     for job in jobs:
-        by_directory.setdefault(os.path.dirname(job[1]), []).append(job)
+        by_directory.setdefault(os.path.dirname(job.target), []).append(job)
     per_directory = [[js[i:i + size] for i in range(0, len(js), size)] for js in by_directory.values()]
     return [chunk for turn in itertools.zip_longest(*per_directory) for chunk in turn if chunk]
 
 
-def _place_chunk(place: Callable, jobs: list[tuple]) -> int:
+def _place_chunk(place: Callable, jobs: list[Job]) -> int:
     return sum(place(job) for job in jobs)
 
 
@@ -176,134 +159,18 @@ def _intact(staged: dict[str, os.stat_result], recorded: dict[str, list[int]]) -
         [s.st_size, s.st_mtime_ns] == recorded[rel] for rel, s in staged.items())
 
 
-def _place(job: tuple[str, str, bool, int, int, int]) -> bool:
-    """Put one file at its staged path; True when it was hard-linked."""
-    src, dst, same_fs, mode, mtime_ns, size = job
-    if same_fs and _reflink(src, dst, mtime_ns):
-        return False
-    if same_fs and not mode & _WRITE_BITS and not _rewritten_by_ultralytics(src):
-        # Only files nobody may write (DVC's protected cache links) are hard-linked: the link shares the
-        # source's inode, and a read-only inode makes a writer fail instead of changing the source.
-        try:
-            if os.path.lexists(dst):
-                os.unlink(dst)
-            os.link(src, dst, follow_symlinks=True)  # atomic: complete under its final name at once
-            return True
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
-                raise
-    copy(src, dst, mtime_ns, size)
-    return False
-
-
-def copy(src: str, dst: str, mtime_ns: int, size: int) -> None:
-    """Write the `size` bytes of src to dst, then give dst the source's mtime: the mark of a complete file."""
-    fin = os.open(src, os.O_RDONLY)
-    try:
-        fout = create(dst)
-        try:
-            _copy_bytes(fin, fout, size)
-            mark_complete(fout, mtime_ns)
-        finally:
-            os.close(fout)
-    finally:
-        os.close(fin)
-
-
-def create(dst: str) -> int:
-    """A new, empty file at dst, opened for writing (its mtime is now: not yet a complete file)."""
-    try:
-        return os.open(dst, _CREATE, 0o666)
-    except FileExistsError:
-        # A damaged file of an earlier run: replace it, never write into it, as it may be a hard link
-        # into the source (DVC's cache).
-        os.unlink(dst)
-        return os.open(dst, _CREATE, 0o666)
-
-
-def mark_complete(fd: int, mtime_ns: int) -> None:
-    """Give a fully written file the source's mtime (call it last, after the final byte)."""
-    os.utime(fd, ns=(mtime_ns, mtime_ns))
-
-
-_sendfile_works = True
-
-
-def _copy_bytes(fin: int, fout: int, size: int) -> None:
-    global _sendfile_works
-    done = 0
-    if _sendfile_works:
-        try:
-            while done < size:  # in the kernel, GIL released; `size` spares the final zero-length call
-                sent = os.sendfile(fout, fin, None, size - done)
-                if not sent:
-                    break
-                done += sent
-            return
-        except OSError as exc:
-            if done or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                raise
-            _sendfile_works = False  # a file system without sendfile: read and write from now on
-    while done < size and (chunk := os.read(fin, min(size - done, 1 << 20))):
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fout, view):]
-        done += len(chunk)
-
-
-_reflink_works = True
-
-
-def _reflink(src: str, dst: str, mtime_ns: int) -> bool:
-    global _reflink_works
-    if not _reflink_works:
-        return False
-    fin = os.open(src, os.O_RDONLY)
-    try:
-        fout = create(dst)
-        try:
-            fcntl.ioctl(fout, _FICLONE, fin)
-            mark_complete(fout, mtime_ns)
-            return True
-        except OSError:
-            _reflink_works = False  # ext4 and friends: don't ask again for every file
-        finally:
-            os.close(fout)
-    finally:
-        os.close(fin)
-    os.unlink(dst)
-    return False
-
-
-def _rewritten_by_ultralytics(path: str) -> bool:
-    """Ultralytics rewrites, in place, a JPEG without its end marker ("corrupt JPEG restored and saved"):
-    such a file is copied, never linked."""
-    if os.path.splitext(path)[1].lower() not in (".jpg", ".jpeg"):
-        return False
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() < 2:
-            return True
-        f.seek(-2, os.SEEK_END)
-        return f.read() != b"\xff\xd9"
-
-
-def is_image(rel: str) -> bool:
-    return os.path.splitext(rel)[1].lower() in IMAGE_SUFFIXES
-
-
 def _read_marker(target: Path) -> dict | None:
     try:
-        return json.loads((target / MARKER).read_text())
+        return json.loads((target / STAGE_MARKER).read_text())
     except (OSError, ValueError):
         return None
 
 
 def _write_marker(target: Path, content: dict, durable: bool = True) -> None:
-    tmp = target / (MARKER + _TMP)
+    tmp = target / (STAGE_MARKER + TMP_SUFFIX)
     with open(tmp, "w") as f:
         f.write(json.dumps(content))  # one write: json.dump's many small ones take longer for 40,000 files
         if durable:
             f.flush()
             os.fsync(f.fileno())
-    os.replace(tmp, target / MARKER)
+    os.replace(tmp, target / STAGE_MARKER)

@@ -8,10 +8,18 @@ from pathlib import Path
 
 import yaml
 
-from yolopipe.checkpoints import RemoteCheckpoints
 from yolopipe.errors import PipelineError
 from yolopipe.params import TrainParams
-from yolopipe.resume import STAMP_KEY, StopOnSignal, TrainingInterrupted, drop_steps_from, fingerprint, plan_resume
+from yolopipe.train.checkpoints import RemoteCheckpoints
+from yolopipe.train.resume import (
+    STAMP_KEY,
+    ResumePlan,
+    StopOnSignal,
+    TrainingInterrupted,
+    drop_steps_from,
+    fingerprint,
+    plan_resume,
+)
 from yolopipe.ultra import load_ultralytics
 
 
@@ -32,27 +40,54 @@ class TrainResult:
         return f"trained {self.epochs} epochs{how}: {shown}; weights in {self.best.parent}"
 
 
+@dataclass(frozen=True)
+class TrainRun:
+    """One training run: its params, the model it starts from, and where it reads and writes."""
+
+    params: TrainParams
+    data_yaml: Path
+    model_source: str
+    """A model yaml (from scratch) or a local .pt, as resolve_model returned it."""
+    models_dir: Path
+    live_dir: Path
+    """dvclive's directory."""
+    scratch_dir: Path
+    """Ultralytics' settings and run folders."""
+    stamp: dict
+    """Stored in every checkpoint we keep, so a resume knows it belongs to these params and data."""
+    checkpoints: RemoteCheckpoints | None
+    """Uploads to the DVC remote (train.checkpoint_every), or None."""
+
+    @property
+    def best(self) -> Path:
+        return self.models_dir / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.models_dir / "last.pt"
+
+
 def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path,
           scratch_dir: Path) -> TrainResult:
     """Train a detector on `data_yaml`; write best.pt/last.pt to `models_dir`, dvclive files to `live_dir`.
-    An unfinished models/last.pt from the same params and data is continued (see yolopipe.resume), or, with
-    train.checkpoint_every, the one this run left on the DVC remote (see yolopipe.checkpoints)."""
+    An unfinished models/last.pt from the same params and data is continued (see yolopipe.train.resume), or,
+    with train.checkpoint_every, the one this run left on the DVC remote (see yolopipe.train.checkpoints)."""
     model_source = resolve_model(params.model)
     load_ultralytics(scratch_dir / "ultralytics")
     models_dir.mkdir(parents=True, exist_ok=True)
-    last = models_dir / "last.pt"
     stamp = {"fingerprint": fingerprint(params, data_yaml.parent)}
     checkpoints = RemoteCheckpoints.open(Path.cwd(), stamp["fingerprint"], params.checkpoint_every, scratch_dir)
-    plan = plan_resume(last, stamp["fingerprint"])
-    if plan.checkpoint is None and not plan.same_run and checkpoints and checkpoints.fetch(last, live_dir):
+    run = TrainRun(params, data_yaml, model_source, models_dir, live_dir, scratch_dir, stamp, checkpoints)
+    plan = plan_resume(run.last, stamp["fingerprint"])
+    if plan.checkpoint is None and not plan.same_run and checkpoints and checkpoints.fetch(run.last, live_dir):
         print(f"yolopipe train: fetched this run's checkpoint from {checkpoints.url}", flush=True)
-        plan = plan_resume(last, stamp["fingerprint"])
+        plan = plan_resume(run.last, stamp["fingerprint"])
     print(f"yolopipe train: {plan.message}", flush=True)
     try:
-        result = _fit(params, data_yaml, model_source, plan, stamp, models_dir, live_dir, scratch_dir, checkpoints)
+        result = _fit(run, plan)
     except TrainingInterrupted as stop:  # a spot instance's notice: get the last finished epoch off the box
         if checkpoints and stop.completed > 0:
-            checkpoints.after_epoch(stop.completed - 1, last, live_dir, force=True)
+            checkpoints.after_epoch(stop.completed - 1, run.last, live_dir, force=True)
         raise
     finally:
         if checkpoints:
@@ -62,29 +97,28 @@ def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path
     return result
 
 
-def _fit(params: TrainParams, data_yaml: Path, model_source: str, plan, stamp: dict, models_dir: Path,
-         live_dir: Path, scratch_dir: Path, checkpoints: RemoteCheckpoints | None) -> TrainResult:
+def _fit(run: TrainRun, plan: ResumePlan) -> TrainResult:
     from dvclive import Live
     from ultralytics import YOLO
 
-    best, last = models_dir / "best.pt", models_dir / "last.pt"
+    params, best, last, checkpoints = run.params, run.best, run.last, run.checkpoints
     resuming = plan.checkpoint is not None
     if resuming:
-        drop_steps_from(live_dir, plan.start_epoch)
-    model = YOLO(str(plan.checkpoint) if resuming else model_source, task="detect")
-    run_dir = (scratch_dir / "runs").resolve()
+        drop_steps_from(run.live_dir, plan.start_epoch)
+    model = YOLO(str(plan.checkpoint) if resuming else run.model_source, task="detect")
+    run_dir = (run.scratch_dir / "runs").resolve()
     stopper = StopOnSignal(completed=plan.start_epoch)
 
     def keep_last(trainer) -> None:  # after every epoch, so a kill -9 loses at most the epoch in progress
-        save_portable_checkpoint(Path(trainer.last), last, stamp)
+        save_portable_checkpoint(Path(trainer.last), last, run.stamp)
         stopper.completed = trainer.epoch + 1
 
     def upload_checkpoint(trainer) -> None:  # after the epoch's dvclive step, so the curves go with it
         if checkpoints and stopper.completed:
-            checkpoints.after_epoch(stopper.completed - 1, last, live_dir)
+            checkpoints.after_epoch(stopper.completed - 1, last, run.live_dir)
 
     # dvcyaml=None: dvc.yaml declares our metrics and plots; save_dvc_exp=False: `dvc repro` makes no exp.
-    with stopper.installed(), Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None,
+    with stopper.installed(), Live(dir=str(run.live_dir), dvcyaml=None, save_dvc_exp=False, report=None,
                                    resume=resuming) as live:
         live.step = plan.start_epoch
         logger = EpochLogger(live)
@@ -97,7 +131,7 @@ def _fit(params: TrainParams, data_yaml: Path, model_source: str, plan, stamp: d
         model.add_callback("on_fit_epoch_end", upload_checkpoint)
         model.add_callback("on_fit_epoch_end", stopper.check)
         model.train(
-            data=str(data_yaml.resolve()), epochs=params.epochs, imgsz=params.imgsz, batch=params.batch,
+            data=str(run.data_yaml.resolve()), epochs=params.epochs, imgsz=params.imgsz, batch=params.batch,
             device=None if params.device == "auto" else params.device, workers=params.workers, seed=params.seed,
             deterministic=params.deterministic, optimizer=params.optimizer, lr0=params.lr0,
             patience=params.patience, mosaic=params.mosaic, time=params.max_hours,
@@ -107,9 +141,9 @@ def _fit(params: TrainParams, data_yaml: Path, model_source: str, plan, stamp: d
         trainer = model.trainer
         weights = Path(trainer.save_dir) / "weights"
         save_portable_checkpoint(weights / "best.pt", best)
-        save_portable_checkpoint(weights / "last.pt", last, stamp)
+        save_portable_checkpoint(weights / "last.pt", last, run.stamp)
         args = _portable_args(vars(trainer.args))
-        (models_dir / "train_args.yaml").write_text(yaml.safe_dump(args, sort_keys=True))
+        (run.models_dir / "train_args.yaml").write_text(yaml.safe_dump(args, sort_keys=True))
         completed = trainer.epoch + 1
         stopped_early = completed < params.epochs
         live.log_metric("epochs_completed", completed, plot=False)

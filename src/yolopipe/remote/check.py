@@ -22,7 +22,9 @@ KEY_FIELDS = {"service_account": ("client_email", "private_key", "token_uri"),
 
 
 @dataclass(frozen=True)
-class Finding:
+class CheckLine:
+    """One line of the check's report: passed or failed, and what was checked."""
+
     ok: bool
     what: str
 
@@ -33,19 +35,19 @@ class Finding:
 @dataclass
 class RemoteCheck:
     remote: str
-    findings: list[Finding] = field(default_factory=list)
+    lines: list[CheckLine] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return all(finding.ok for finding in self.findings)
+        return all(line.ok for line in self.lines)
 
     def add(self, ok: bool, what: str) -> bool:
-        self.findings.append(Finding(ok, what))
+        self.lines.append(CheckLine(ok, what))
         return ok
 
     @property
     def report(self) -> str:
-        lines = [str(finding) for finding in self.findings]
+        lines = [str(line) for line in self.lines]
         verdict = "ready" if self.passed else "NOT ready"
         return "\n".join([*lines, f"remote '{self.remote}' is {verdict} for dvc pull/push"])
 

@@ -8,20 +8,38 @@ records, which leads to the commit: `git log -S <md5> -- dvc.lock`."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from yolopipe.dataset import load_dataset
 from yolopipe.dvchashes import dataset_md5, file_md5
+from yolopipe.export.parity import output_shapes
 from yolopipe.params import ExportParams
-from yolopipe.parity import output_shapes
 
 
-def write_model_card(path: Path, weights: Path, data_yaml: Path, split: str, imgsz: int,
-                     params: ExportParams, exported: dict[str, Path], parity: dict[str, dict],
-                     evaluation: Path | None) -> Path:
-    """Write the card for `weights` and its exports to `path`."""
+@dataclass(frozen=True)
+class ExportRun:
+    """What one run of the export stage made, and from what: everything the card describes."""
+
+    weights: Path
+    data_yaml: Path
+    split: str
+    """The held-out split the parity check and the evaluate metrics used."""
+    imgsz: int
+    params: ExportParams
+    exported: dict[str, Path]
+    """Format -> exported file."""
+    parity: dict[str, dict]
+    """Format -> compare_export's figures."""
+    evaluation: Path | None
+    """The evaluate stage's metrics.json."""
+
+
+def write_model_card(path: Path, run: ExportRun) -> Path:
+    """Write the card for `run.weights` and its exports to `path`."""
+    weights, imgsz, params, parity = run.weights, run.imgsz, run.params, run.parity
     input_shape, output_shape = output_shapes(weights, imgsz)
-    names = list(load_dataset(data_yaml).names)
+    names = list(load_dataset(run.data_yaml).names)
     card = {
         "model": {"file": weights.name, "md5": file_md5(weights), "task": "detect", "imgsz": imgsz},
         "classes": dict(enumerate(names)),
@@ -35,9 +53,9 @@ def write_model_card(path: Path, weights: Path, data_yaml: Path, split: str, img
                           "half": params.half, "dynamic": params.dynamic,
                           "max_abs_diff": parity[fmt]["max_abs_diff"],
                           "parity_images": parity[fmt]["images"], "tolerance": params.max_abs_diff}
-                    for fmt, file in exported.items()},
-        "dataset": {"md5": dataset_md5(data_yaml.parent), "held_out_split": split},
-        "metrics": _quality_metrics(evaluation),
+                    for fmt, file in run.exported.items()},
+        "dataset": {"md5": dataset_md5(run.data_yaml.parent), "held_out_split": run.split},
+        "metrics": _quality_metrics(run.evaluation),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(card, indent=2) + "\n")
