@@ -25,6 +25,7 @@ $(INSTALLED): requirements.lock pyproject.toml
 demo: $(INSTALLED)
 	dvc repro
 	dvc metrics show results/evaluate/metrics.json results/export/metrics.json results/export/speed.json
+	@yolopipe lockdiff  # on a machine other than the one that committed dvc.lock: which outputs differ, and why
 
 test: $(INSTALLED)
 	python -m pytest

@@ -70,6 +70,14 @@ def test_repro_left_the_dataset_and_dvc_yaml_alone(project, repro):
     assert list((project / "data" / "staged" / "labels").glob("*.cache"))  # caches went to the copy
 
 
+def test_lockdiff_names_what_was_retrained(project, repro):
+    """The committed dvc.lock records the full-size training; this copy trained with tiny params, so its
+    weights differ from the record (as a fresh clone's on another CPU do) and lockdiff says which."""
+    out = run(["yolopipe", "lockdiff"], project, repro[0]).stdout
+    assert "models/best.pt" in out and "git checkout dvc.lock" in out
+    assert "data/staged" not in out  # the same dataset stages to the same bytes
+
+
 def test_second_repro_is_a_no_op_and_everything_is_clean(project, repro):
     env = repro[0]
     again = run(["dvc", "repro"], project, env)
@@ -106,7 +114,13 @@ def test_experiment_with_a_changed_param(project, repro):
     trained = run(["dvc", "exp", "run", "-n", "one-epoch", "-S", "train.epochs=1"], project, env).stdout
     assert "Running stage 'train'" in trained
     assert "Running stage 'validate'" not in trained  # a train param never re-validates the dataset
-    table = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], project, env).stdout)))
+    shown = run(["dvc", "exp", "show", "--csv"], project, env).stdout
+    # The columns open with the held-out metrics; the dataset's counts are not among them.
+    header = next(csv.reader(io.StringIO(shown)))
+    metrics_start = header.index("Executor") + 1
+    assert header[metrics_start:metrics_start + 4] == ["mAP50-95", "mAP50", "precision", "recall"], header
+    assert "validate.passed" in header and "images" not in header and "train_images" not in header
+    table = list(csv.DictReader(io.StringIO(shown)))
     experiment = next(row for row in table if row["Experiment"] == "one-epoch")
     assert experiment["train.epochs"] == "1"
     # DVC prefixes a metric with its file only when another file has the same key.

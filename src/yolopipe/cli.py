@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, run, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(run=run)
-        if name not in ("synth", "report", "remote"):  # the ones that read no params.yaml
+        if name not in ("synth", "report", "remote", "lockdiff"):  # the ones that read no params.yaml
             sub.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file")
         return sub
 
@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: the baseline's `dvc exp` experiments, or the workspace without --base)")
     report.add_argument("-o", "--out", type=Path, default=Path("report.md"),
                         help="markdown file; charts go to <name>_charts/ beside it (default: report.md)")
+    command("lockdiff", _lockdiff, "after dvc repro: which outputs differ from the committed dvc.lock, and why")
     remote = command("remote", None, "DVC remote tools").add_subparsers(dest="action", required=True,
                                                                          metavar="ACTION")
     check = remote.add_parser("check", help="prove the remote is reachable, the credentials work and the bucket "
@@ -140,6 +141,12 @@ def _report(args) -> None:
     from yolopipe.report import write_report
 
     print(write_report(args.base, args.exp, args.out).summary)
+
+
+def _lockdiff(args) -> None:
+    from yolopipe.lockdiff import lock_diff
+
+    print(lock_diff(Path.cwd()).summary)
 
 
 def _remote_check(args) -> int:

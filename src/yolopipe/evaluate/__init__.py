@@ -80,8 +80,9 @@ def detection_metrics(results, names: list[str]) -> dict[str, float]:
     """One level of keys (mAP50, AP50/circle) so `dvc metrics diff` and
     `dvc exp show` list every figure as its own column. Classes absent from the split score 0."""
     box = results.box
-    metrics = {"mAP50": _round(box.map50), "mAP50-95": _round(box.map), "mAP75": _round(box.map75),
-               "precision": _round(box.mp), "recall": _round(box.mr)}
+    # Key order is column order in `dvc exp show`: the headline figures first.
+    metrics = {"mAP50-95": _round(box.map), "mAP50": _round(box.map50), "precision": _round(box.mp),
+               "recall": _round(box.mr), "mAP75": _round(box.map75)}
     per_class = {name: (0.0, 0.0) for name in names}
     for i, class_id in enumerate(box.ap_class_index):
         per_class[names[class_id]] = (_round(box.ap50[i]), _round(box.ap[i]))

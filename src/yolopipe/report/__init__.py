@@ -20,7 +20,7 @@ from yolopipe.errors import PipelineError
 
 WORKSPACE = "workspace"
 EVALUATE_METRICS = (paths.EVALUATE_DIR / "metrics.json").as_posix()
-SUMMARY_METRICS = ("mAP50", "mAP50-95", "precision", "recall")  # first in the table; any others follow
+SUMMARY_METRICS = ("mAP50-95", "mAP50", "precision", "recall")  # first in the table; any others follow
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""The files `validate` leaves for DVC: report.json (everything), metrics.json (flat figures for
-`dvc metrics`) and class_histogram.csv (for `dvc plots`, e.g. the bar_horizontal template).
+"""The files `validate` leaves for DVC: report.json (everything: findings, counts per split and class),
+metrics.json (validate.passed, for `dvc metrics` and `dvc exp show`) and class_histogram.csv (for
+`dvc plots`, e.g. the bar_horizontal template).
 
 All three are deterministic for the same dataset: no timestamps, no absolute paths, sorted keys and
 findings, because DVC hashes them and a diff should mean the data changed.
@@ -35,10 +36,7 @@ def build_report(passed: bool, dataset: dict, policy: dict, counts: dict, splits
             "findings": [f.as_dict() for f in findings]}
 
 
-def report_metrics(report: dict) -> dict[str, float | int]:
-    metrics: dict[str, float | int] = {"passed": int(report["passed"])}
-    metrics.update(report["counts"])
-    for split, stats in report["splits"].items():
-        for key in ("images", "backgrounds", "instances"):
-            metrics[f"{split}_{key}"] = stats[key]
-    return metrics
+def report_metrics(report: dict) -> dict[str, dict[str, int]]:
+    """One column for `dvc exp show`, `validate.passed`: the counts are the same in every experiment of a
+    dataset, so they stay in report.json (and the class histogram) instead of crowding the model's metrics."""
+    return {"validate": {"passed": int(report["passed"])}}
