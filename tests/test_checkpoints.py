@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -64,14 +65,18 @@ def test_killed_machine_resumes_on_a_second_one_through_the_remote(s3_server, ti
 
     training = subprocess.Popen([*YOLOPIPE, "train"], cwd=first, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []  # read in a thread: the line comes just after the object lands on the remote
+    reader = threading.Thread(target=lambda: lines.extend(training.stdout), daemon=True)
+    reader.start()
     deadline = time.monotonic() + 300
-    while not any(key.endswith("/last.pt") for key in remote_checkpoints(s3_server, bucket)):
-        assert training.poll() is None, training.communicate()[0]
-        assert time.monotonic() < deadline
+    while not any("checkpoint uploaded to s3://" in line for line in list(lines)):
+        assert training.poll() is None or reader.is_alive(), "".join(lines)
+        assert time.monotonic() < deadline, "".join(lines)
         time.sleep(0.2)
+    assert any(key.endswith("/last.pt") for key in remote_checkpoints(s3_server, bucket))
     training.kill()  # kill -9, and the machine's disk goes with it
-    output = training.communicate()[0]
-    assert "checkpoint uploaded to s3://" in output, output
+    training.wait()
+    reader.join()
     shutil.rmtree(first)
 
     resumed = run([*YOLOPIPE, "train"], second, env).stdout
