@@ -9,8 +9,10 @@ then never written "complete", so the next run extracts what is still missing. T
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import signal
 import tarfile
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -24,6 +26,7 @@ from yolopipe.stage.placement import Job, create, is_image, mark_complete
 from yolopipe.stage.resize import place_resized
 
 READ_BLOCK = 1 << 20
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def extract_members(index: PackIndex, todo: list[str], target: Path, max_side: int | None) -> int:
@@ -44,19 +47,22 @@ def extract_members(index: PackIndex, todo: list[str], target: Path, max_side: i
     check_free_space(sum(index.members[rel].size for rel in todo), target)
     work = [(str(index.root / name), index.shards[name].md5, wanted) for name, wanted in by_shard.items()]
     extract = partial(extract_shard, target=str(target), max_side=max_side)
-    with progress(len(todo)) as bar:
-        if len(work) <= 1:  # one shard: no pool to start
+    if len(work) <= 1:  # one shard: no pool to start
+        with progress(len(todo)) as bar:
             for item in work:
                 bar.update(extract(*item))
-            return 0
-        with ProcessPoolExecutor(min(len(work), os.cpu_count() or 1)) as pool:
-            futures = [pool.submit(extract, *item) for item in work]
-            try:
+        return 0
+    # The workers fork before tqdm's monitor thread starts, and die with this process (a kill -9 of the
+    # stage must not leave them writing into the copy the next run repairs).
+    with ProcessPoolExecutor(min(len(work), os.cpu_count() or 1), initializer=_die_with_parent) as pool:
+        futures = [pool.submit(extract, *item) for item in work]
+        try:
+            with progress(len(todo)) as bar:
                 for future in futures:
                     bar.update(future.result())
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
     return 0
 
 
@@ -123,6 +129,13 @@ def _write_member(source, rel: str, size: int, md5: str, shard: str, dst: str, m
     if resize:
         place_resized(Job(written, dst, False, 0o644, mtime_ns, size), max_side)
         os.unlink(written)
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: workers end when they next read the closed queue
+        pass
 
 
 class HashingReader:

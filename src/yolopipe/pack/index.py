@@ -85,7 +85,7 @@ def read_index(root: str | Path) -> PackIndex:
         raw = json.loads(path.read_text())
         shards = {s["name"]: Shard(s["name"], int(s["size"]), str(s["md5"]), int(s["members"]),
                                    int(s["member_bytes"])) for s in raw["shards"]}
-        rows = raw["members"]
+        rows = [(str(rel), int(size), str(md5), str(shard)) for rel, size, md5, shard in raw["members"]]
         if raw.get("format") != FORMAT or raw.get("member_fields") != MEMBER_FIELDS:
             raise ValueError(f"format {raw.get('format')!r}, expected {FORMAT}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -95,15 +95,14 @@ def read_index(root: str | Path) -> PackIndex:
         if "/" in name or not name.endswith(".tar") or name.startswith("."):
             raise PipelineError(f"the index names a shard '{name}' that is not a plain .tar file name", path=path)
     members = {}
-    for row in rows:
-        rel, size, md5, shard = row
+    for rel, size, md5, shard in rows:
         check_member_name(rel, f"the index {path}")
         if rel in members:
             raise PipelineError(f"member {rel} is listed twice", path=path,
                                 hint="a pack writes each member once; pack the dataset again")
         if shard not in shards:
             raise PipelineError(f"member {rel} is in shard {shard}, which the index does not list", path=path)
-        members[rel] = Member(int(size), str(md5), shard)
+        members[rel] = Member(size, md5, shard)
     return PackIndex(root, shards, members)
 
 
