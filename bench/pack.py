@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--shard-mb", type=int, default=64, help="pack.shard_mb (small, so a bench-sized "
                                                                   "dataset has several shards to extract at once)")
     parser.add_argument("--jobs", type=int, default=8, help="dvc push/pull -j")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of pull-plus-stage against cp -r")
     parser.add_argument("--servers", default="local,s3,gcs", help="comma-separated: local, s3, gcs")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="yolopipe-bench-pack-"))
@@ -69,7 +71,7 @@ def run_benchmark(work: Path, args: argparse.Namespace) -> None:
     for name, directory, pack_time in rows:
         print(f"{name:34} {directory:9.1f}s {pack_time:7.1f}s {directory / pack_time:9.1f}x")
     if "local" in args.servers.split(","):
-        _pull_and_stage(work, packed, dataset, args.jobs)
+        _pull_and_stage(work, packed, dataset, args.jobs, args.rounds)
         _incremental(work, plain, packed, dataset, args.shard_mb, args.jobs)
 
 
@@ -119,14 +121,31 @@ def _pull(project: Path, tracked: str, remote: str, jobs: int, env: dict[str, st
     return seconds
 
 
-def _pull_and_stage(work: Path, packed: Path, dataset: Path, jobs: int) -> None:
-    copy = timed(["cp", "-r", str(dataset), str(work / "cp-copy")], work)
-    pull = _pull(packed, "ds.shards", "local", jobs, {})
-    stage = timed([sys.executable, "-c", STAGE, str(packed / "data" / "ds.shards"), str(work / "staged")], work)
-    restage = timed([sys.executable, "-c", STAGE, str(packed / "data" / "ds.shards"), str(work / "staged")], work)
-    print(f"\npull-plus-stage of the pack from the local remote: dvc pull {pull:.2f} s + stage {stage:.2f} s = "
-          f"{pull + stage:.2f} s; cp -r of the directory {copy:.2f} s: {(pull + stage) / copy:.2f}x cp -r "
-          f"(stage alone {stage / copy:.2f}x); no-op restage {restage:.2f} s (with Python start-up)")
+def _pull_and_stage(work: Path, packed: Path, dataset: Path, jobs: int, rounds: int) -> None:
+    """dvc pull of the shards (empty cache) plus stage, against cp -r of the directory; rounds in turn,
+    the order alternating, so a neighbour's burst of load does not land on one side only."""
+    shards, staged, copy = packed / "data" / "ds.shards", work / "staged", work / "cp-copy"
+    measured = []
+    for round_ in range(rounds):
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.rmtree(copy, ignore_errors=True)
+        both = []
+        for side in ((0, 1) if round_ % 2 == 0 else (1, 0)):
+            if side == 0:
+                both.append(timed(["cp", "-r", str(dataset), str(copy)], work))
+            else:
+                pull = _pull(packed, "ds.shards", "local", jobs, {})
+                both.append((pull, timed([sys.executable, "-c", STAGE, str(shards), str(staged)], work)))
+        measured.append((both[0], both[1]) if round_ % 2 == 0 else (both[1], both[0]))
+    restage = timed([sys.executable, "-c", STAGE, str(shards), str(staged)], work)
+    ratios = sorted((pull + stage) / cp for cp, (pull, stage) in measured)
+    cp_median = statistics.median(cp for cp, _ in measured)
+    pull_median = statistics.median(pull for _, (pull, _) in measured)
+    stage_median = statistics.median(stage for _, (_, stage) in measured)
+    print(f"\npull-plus-stage of the pack from the local remote, {rounds} rounds (medians): dvc pull "
+          f"{pull_median:.2f} s + stage {stage_median:.2f} s; cp -r of the directory {cp_median:.2f} s: "
+          f"{statistics.median(ratios):.2f}x cp -r (rounds: {', '.join(f'{r:.2f}x' for r in ratios)}); "
+          f"no-op restage {restage:.2f} s (with Python start-up)")
 
 
 def _incremental(work: Path, plain: Path, packed: Path, dataset: Path, shard_mb: int, jobs: int) -> None:
