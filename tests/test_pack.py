@@ -42,7 +42,9 @@ def packed(tiny_dataset, tmp_path) -> Path:
 
 
 def test_pack_is_deterministic_and_holds_plain_files_with_fixed_owner(tiny_dataset, tmp_path):
+    source = tree_digest(tiny_dataset)
     first = pack(tiny_dataset, out=tmp_path / "one.shards")
+    assert tree_digest(tiny_dataset) == source  # packing only reads
     # Another checkout of the same files: other mtimes (shutil.copy keeps none), same shards byte for byte.
     copy = shutil.copytree(tiny_dataset, tmp_path / "copy", copy_function=shutil.copy)
     pack(copy, out=tmp_path / "two.shards")
@@ -222,6 +224,16 @@ def test_truncated_shard(packed, tmp_path):
     shards, shard = _broken(packed, tmp_path)
     shard.write_bytes(shard.read_bytes()[:5000])
     _stage_fails(shards, tmp_path, rf"shard {shard.name} is 5000 bytes but the index says \d+: truncated")
+
+
+def test_the_cli_shows_a_bad_shard_as_one_line_naming_it(packed, tmp_path, monkeypatch, capsys):
+    shards, shard = _broken(packed, tmp_path)
+    shard.write_bytes(shard.read_bytes()[:-10240])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"root": str(shards)}}))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["stage"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"yolopipe stage: error: {shard}: shard {shard.name} is ") and "Traceback" not in error
 
 
 def test_shard_whose_checksum_differs_from_the_index(packed, tmp_path):
