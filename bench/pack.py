@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from objstore import GcsEmulator, MotoS3  # noqa: E402
 from remote import DVC, timed  # noqa: E402
+from yolopipe.pack.index import read_index  # noqa: E402
 
 STAGE = ("import sys; from pathlib import Path; from yolopipe.stage import stage; "
          "print(stage(Path(sys.argv[1]), Path(sys.argv[2])).summary)")
@@ -170,8 +171,9 @@ def _incremental(work: Path, plain: Path, packed: Path, dataset: Path, shard_mb:
               f"({uploaded / total:.1%}) in {seconds:.1f} s")
     shards = packed / "data" / "ds.shards"
     index = (shards / "pack-index.json").stat().st_size
-    print(f"  of the packed upload, the index is {index / 1e6:.2f} MB (about 90 bytes per member; the "
-          f"directory form's DVC .dir manifest is its twin)")
+    members = len(read_index(shards).members)
+    print(f"  of the packed upload, the index is {index / 1e6:.2f} MB ({index / members:.0f} bytes per member; "
+          f"the directory form's DVC .dir manifest is its twin)")
 
 
 def _bytes(root: Path) -> int:
