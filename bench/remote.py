@@ -37,7 +37,7 @@ def main() -> None:
     try:
         project = _project(work / "project", args.files, args.size)
         megabytes = args.files * args.size / 1e6
-        rows = [("cp -r (baseline)", _timed(["cp", "-r", str(project / "data"), str(work / "copy")], work))]
+        rows = [("cp -r (baseline)", timed(["cp", "-r", str(project / "data"), str(work / "copy")], work))]
         local = work / "local-remote"
         local.mkdir()
         rows.append(("dvc push, local directory", _push(project, "local", str(local), {}, args.jobs)))
@@ -78,10 +78,10 @@ def _project(root: Path, files: int, size: int) -> Path:
 def _push(project: Path, remote: str, url: str | None, env: dict, jobs: int) -> float:
     if url:
         subprocess.run([*DVC, "remote", "add", "-f", remote, url], cwd=project, check=True)
-    return _timed([*DVC, "push", "-q", "-r", remote, "-j", str(jobs)], project, env)
+    return timed([*DVC, "push", "-q", "-r", remote, "-j", str(jobs)], project, env)
 
 
-def _timed(command: list[str], cwd: Path, env: dict | None = None) -> float:
+def timed(command: list[str], cwd: Path, env: dict | None = None) -> float:
     subprocess.run(["sync"], check=True)
     started = time.perf_counter()
     subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, check=True)

@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--out", type=Path, default=None,
                           help=f"report directory (default: {paths.VALIDATE_DIR} for the params dataset)")
     command("stage", _stage, "copy the dataset onto local disk for training")
+    pack = command("pack", _pack, "write a dataset as a few large tar shards plus an index, for `dvc add`")
+    pack.add_argument("dataset", type=Path, help="dataset directory (or its data.yaml)")
+    pack.add_argument("--out", type=Path, default=None, help="shards directory (default: DATASET.shards)")
+    pack.add_argument("--repack", action="store_true", help="rewrite every shard, dropping dead bytes")
     command("train", _train, "train the detector on the staged dataset")
     command("evaluate", _evaluate, "score the trained model on the held-out split")
     command("export", _export, "export the model and check it against PyTorch")
@@ -81,12 +85,16 @@ def _synth(args) -> None:
 
 
 def _validate(args) -> int:
+    from yolopipe.pack.index import is_packed
+    from yolopipe.stage import stage
     from yolopipe.validate import failure_message, validate
 
     # On its own (`yolopipe validate PATH` outside a project) it runs with the default policy.
     params = load_params(args.params) if args.dataset is None or args.params.is_file() else Params()
     dataset = args.dataset or params.data.root
     out = args.out or (paths.VALIDATE_DIR if args.dataset is None else None)
+    if is_packed(dataset):  # validate the copy training reads: extracted once (stage then finds it intact)
+        dataset = stage(dataset, paths.STAGED_ROOT, params.stage, _stage_dir()).staged_root
     result = validate(dataset, params.validate_, out)
     print(result.summary)
     if not result.passed:
@@ -99,8 +107,19 @@ def _stage(args) -> None:
     from yolopipe.stage import stage
 
     params = load_params(args.params)
+    print(stage(params.data.root, paths.STAGED_ROOT, params.stage, _stage_dir()).summary)
+
+
+def _stage_dir() -> Path | None:
     stage_dir = os.environ.get(paths.STAGE_DIR_ENV) or None
-    print(stage(params.data.root, paths.STAGED_ROOT, params.stage, Path(stage_dir) if stage_dir else None).summary)
+    return Path(stage_dir) if stage_dir else None
+
+
+def _pack(args) -> None:
+    from yolopipe.pack.writer import pack
+
+    params = load_params(args.params) if args.params.is_file() else Params()
+    print(pack(args.dataset, params.pack, args.out, args.repack).summary)
 
 
 def _train(args) -> int:

@@ -50,6 +50,15 @@ class StageParams(Section):
     """Write images whose long side is at most this many pixels (EXIF orientation applied); null: as they are."""
 
 
+class PackParams(Section):
+    shard_mb: int = Field(1024, ge=1)
+    """Size of each shard of `yolopipe pack`, in MiB: large enough that DVC moves few objects, small enough
+    that stage extracts several at once."""
+    repack_dead_fraction: float = Field(0.25, gt=0.0, le=1.0)
+    """`yolopipe pack` rewrites every shard once removed or replaced members make up more than this fraction
+    of the member bytes in the shards (until then it only adds shards)."""
+
+
 class TrainParams(Section):
     model: str = "yolo11n.yaml"
     """A model yaml to train from scratch, or a local .pt file (DVC-tracked under models/pretrained/)."""
@@ -155,6 +164,7 @@ class Params(Section):
     data: DataParams = DataParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     stage: StageParams = StageParams()
+    pack: PackParams = PackParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     export: ExportParams = ExportParams()

@@ -14,14 +14,16 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import yaml
 
-from yolopipe.dataset import load_dataset
+from yolopipe.dataset import Dataset, load_dataset
 from yolopipe.errors import PipelineError
+from yolopipe.pack.index import DATA_YAML, is_packed, read_index
 from yolopipe.params import StageParams
-from yolopipe.stage.copy_engine import sync
+from yolopipe.stage.copy_engine import sync, sync_files
 
 FORMAT = 1  # bump when the staged layout changes, so old copies are not trusted
 
@@ -51,23 +53,32 @@ class StageResult:
 
 def stage(dataset: Path, staged_root: Path, params: StageParams | None = None,
           stage_dir: Path | None = None) -> StageResult:
-    """Make `staged_root` a trusted copy of the dataset under `dataset` and write the data.yaml training
-    reads; with `stage_dir`, the files live in that directory and `staged_root` links to them."""
+    """Make `staged_root` a trusted copy of the dataset under `dataset` (a YOLO directory, or a packed
+    dataset's `.shards` directory) and write the data.yaml training reads; with `stage_dir`, the files live
+    in that directory and `staged_root` links to them."""
     started = time.perf_counter()
     params = params or StageParams()
-    source = load_dataset(dataset)
+    packed = is_packed(dataset)
+    source_root = Path(os.path.abspath(dataset)) if packed else load_dataset(dataset).root
     staged_root = Path(os.path.abspath(staged_root))
     target = _location(staged_root, stage_dir)
-    if target == source.root or source.root in target.parents or target in source.root.parents:
-        raise PipelineError(f"the staging directory {target} overlaps the dataset {source.root}",
+    if target == source_root or source_root in target.parents or target in source_root.parents:
+        raise PipelineError(f"the staging directory {target} overlaps the dataset {source_root}",
                             hint="stage into a directory outside the dataset")
-    splits = {name: [_relative_entry(p, source.root, source.yaml_path) for p in parts]
-              for name, parts in source.splits.items()}
+    if packed:
+        index = read_index(source_root)
+        description = packed_description(source_root)
+    else:
+        description = dataset_description(load_dataset(dataset))
     _point(staged_root, target)
-    key = {"format": FORMAT, "source": str(source.root), **params.model_dump(mode="json")}
-    result = sync(source.root, target, key, params.link, params.max_side)
-    description = {**{name: entries[0] if len(entries) == 1 else entries for name, entries in splits.items()},
-                   "nc": source.nc, "names": dict(enumerate(source.names))}
+    key = {"format": FORMAT, "source": str(source_root), **params.model_dump(mode="json")}
+    if packed:
+        from yolopipe.pack.extract import extract_members  # here: extract itself builds on stage's modules
+
+        result = sync_files(index.members, target, key, params.max_side is not None,
+                            partial(extract_members, index, target=target, max_side=params.max_side))
+    else:
+        result = sync(source_root, target, key, params.link, params.max_side)
     text = "# Written by `yolopipe stage`; Ultralytics reads this copy.\n" + yaml.safe_dump(description,
                                                                                          sort_keys=False)
     data_yaml = target / "data.yaml"
@@ -76,6 +87,28 @@ def stage(dataset: Path, staged_root: Path, params: StageParams | None = None,
     return StageResult(staged_root, staged_root / "data.yaml", result.files + 1, result.bytes + len(text),
                        result.written, result.linked, target if target != staged_root else None,
                        time.perf_counter() - started)
+
+
+def dataset_description(source: Dataset) -> dict:
+    """data.yaml's content for a copy of `source`: splits relative to the copy's root, classes by id."""
+    splits = {name: [_relative_entry(p, source.root, source.yaml_path) for p in parts]
+              for name, parts in source.splits.items()}
+    return {**{name: entries[0] if len(entries) == 1 else entries for name, entries in splits.items()},
+            "nc": source.nc, "names": dict(enumerate(source.names))}
+
+
+def packed_description(shards: Path) -> dict:
+    """The description `yolopipe pack` stored beside the index (dataset_description of the source)."""
+    path = shards / DATA_YAML
+    try:
+        description = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise PipelineError(f"cannot read the packed dataset's description ({exc})", path=path,
+                            hint="pack the dataset again with `yolopipe pack`") from None
+    if not isinstance(description, dict) or not {"train", "val", "names"} <= description.keys():
+        raise PipelineError("the packed dataset's description lacks train, val or names", path=path,
+                            hint="pack the dataset again with `yolopipe pack`")
+    return description
 
 
 def _location(staged_root: Path, stage_dir: Path | None) -> Path:

@@ -14,11 +14,12 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 from tqdm import tqdm
 
@@ -31,6 +32,16 @@ from yolopipe.stage.resize import place_resized
 _IGNORED_NAMES = {".dvc", ".dvcignore", ".gitignore", "data.yaml", STAGE_MARKER}
 COPY_THREADS = min(8, os.cpu_count() or 1)  # copying runs in the kernel (sendfile), without the GIL
 PROGRESS_FROM = 10_000  # files; below this a non-tty stderr (CI, dvc repro in a log) gets no bar
+
+
+class FileMeta(Protocol):
+    """What a complete staged file must match: an os.stat_result, or a packed dataset's index entry."""
+
+    @property
+    def st_size(self) -> int: ...
+
+    @property
+    def st_mtime_ns(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -72,40 +83,52 @@ def check_free_space(needed: int, target: Path, usage: Callable | None = None) -
 def sync(source: Path, target: Path, key: dict, link: bool, max_side: int | None) -> SyncResult:
     """Make `target` an exact copy of the dataset files under `source` (or trust it as one)."""
     files = source_files(source)
-    marker = _read_marker(target)
+
+    def place_missing(todo: list[str]) -> int:
+        same_fs = link and os.stat(source).st_dev == os.stat(target).st_dev
+        check_free_space(0 if same_fs and max_side is None else sum(files[r].st_size for r in todo), target)
+        source_dir, target_dir = f"{source}{os.sep}", f"{target}{os.sep}"  # 40,000 Path joins take 0.5 s
+        jobs = [Job(source_dir + rel, target_dir + rel, same_fs, files[rel].st_mode, files[rel].st_mtime_ns,
+                    files[rel].st_size) for rel in todo]
+        if max_side is None:
+            return _place_all(place, jobs, ThreadPoolExecutor, COPY_THREADS)
+        # decoding and encoding are CPU bound: processes.
+        return _place_all(partial(place_resized, max_side=max_side), jobs, ProcessPoolExecutor,
+                          os.cpu_count() or 1)
+
+    return sync_files(files, target, key, max_side is not None, place_missing)
+
+
+def sync_files(files: Mapping[str, FileMeta], target: Path, key: dict, resized: bool,
+               place_missing: Callable[[list[str]], int]) -> SyncResult:
+    """Make `target` hold exactly `files` (relative path -> the size and mtime a complete copy has), or trust
+    it as such; `place_missing` writes the listed files (into their existing directories) and returns how
+    many it hard-linked. The directory copy and the packed dataset's extraction both stage through here."""
+    marker = read_marker(target)
     if marker and marker.get("key") == key and marker.get("complete"):
         staged = source_files(target)
         if _intact(staged, marker["files"]) and staged.keys() == files.keys() and all(
-                _complete(staged[rel], s, max_side is not None) for rel, s in files.items()):
+                _complete(staged[rel], s, resized) for rel, s in files.items()):
             return SyncResult(len(staged), sum(s.st_size for s in staged.values()), 0, 0)
     if not marker or marker.get("key") != key:  # another source or other params: start afresh
         shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True, exist_ok=True)
     # From here on, untrusted until the end. No fsync: a stale "complete" marker that survived a crash is
     # harmless, as trust also needs every file's size and mtime to be the ones it records.
-    _write_marker(target, {"key": key, "complete": False}, durable=False)
+    write_marker(target, {"key": key, "complete": False}, durable=False)
     present = source_files(target)
     for rel in present.keys() - files.keys():  # files the source no longer has
         (target / rel).unlink()
     for leftover in target.rglob(f"*{TMP_SUFFIX}"):  # a killed marker write; per file, older yolopipe
         leftover.unlink()
-    todo = [rel for rel, s in files.items() if not _complete(present.get(rel), s, max_side is not None)]
-    same_fs = link and os.stat(source).st_dev == os.stat(target).st_dev
-    check_free_space(0 if same_fs and max_side is None else sum(files[r].st_size for r in todo), target)
+    todo = [rel for rel, s in files.items() if not _complete(present.get(rel), s, resized)]
     for directory in sorted({os.path.dirname(rel) for rel in todo}):
         (target / directory).mkdir(parents=True, exist_ok=True)
-    source_dir, target_dir = f"{source}{os.sep}", f"{target}{os.sep}"  # 40,000 Path joins take half a second
-    jobs = [Job(source_dir + rel, target_dir + rel, same_fs, files[rel].st_mode, files[rel].st_mtime_ns,
-                files[rel].st_size) for rel in todo]
-    if max_side is None:
-        linked = _place_all(place, jobs, ThreadPoolExecutor, COPY_THREADS)
-    else:  # decoding and encoding are CPU bound: processes.
-        linked = _place_all(partial(place_resized, max_side=max_side), jobs, ProcessPoolExecutor,
-                            os.cpu_count() or 1)
+    linked = place_missing(todo)
     # A copy or link has the source's size and mtime; only resized files need a look.
-    staged = source_files(target) if max_side is not None else files
-    _write_marker(target, {"key": key, "complete": True,
-                           "files": {rel: [s.st_size, s.st_mtime_ns] for rel, s in sorted(staged.items())}})
+    staged = source_files(target) if resized else files
+    write_marker(target, {"key": key, "complete": True,
+                          "files": {rel: [s.st_size, s.st_mtime_ns] for rel, s in sorted(staged.items())}})
     return SyncResult(len(staged), sum(s.st_size for s in staged.values()), len(todo), linked)
 
 
@@ -116,7 +139,7 @@ def _place_all(place: Callable, jobs: list[Job], pool_type: type[Executor], work
     with pool_type(workers) as pool:
         results = pool.map(partial(_place_chunk, place), chunks)  # submits (and forks) before tqdm's thread
         try:
-            with _progress(len(jobs)) as bar:
+            with progress(len(jobs)) as bar:
                 for chunk, chunk_linked in zip(chunks, results, strict=True):
                     linked += chunk_linked
                     bar.update(len(chunk))
@@ -140,7 +163,7 @@ def _place_chunk(place: Callable, jobs: list[Job]) -> int:
     return sum(place(job) for job in jobs)
 
 
-def _progress(total: int) -> tqdm:
+def progress(total: int) -> tqdm:
     """A bar with counts and rate on a terminal; on a log, only for long work and a few lines a minute."""
     tty = sys.stderr.isatty()
     interval = 0.5 if tty else 60
@@ -159,14 +182,14 @@ def _intact(staged: dict[str, os.stat_result], recorded: dict[str, list[int]]) -
         [s.st_size, s.st_mtime_ns] == recorded[rel] for rel, s in staged.items())
 
 
-def _read_marker(target: Path) -> dict | None:
+def read_marker(target: Path) -> dict | None:
     try:
         return json.loads((target / STAGE_MARKER).read_text())
     except (OSError, ValueError):
         return None
 
 
-def _write_marker(target: Path, content: dict, durable: bool = True) -> None:
+def write_marker(target: Path, content: dict, durable: bool = True) -> None:
     tmp = target / (STAGE_MARKER + TMP_SUFFIX)
     with open(tmp, "w") as f:
         f.write(json.dumps(content))  # one write: json.dump's many small ones take longer for 40,000 files

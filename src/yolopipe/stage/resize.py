@@ -17,7 +17,7 @@ _FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF"}  # re-encoded; anything else i
 def place_resized(job: Job, max_side: int) -> bool:
     """Stage one file: an image larger than max_side (or EXIF-rotated) resized, anything else as `place` does."""
     src, dst, mtime_ns = job.source, job.target, job.mtime_ns
-    if not is_image(src):
+    if not is_image(dst):  # the staged name: a packed member is read from a temporary file
         return place(job)
     with Image.open(src) as image:
         orientation = image.getexif().get(0x0112, 1)
