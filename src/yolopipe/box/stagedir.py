@@ -123,6 +123,8 @@ def _excluded(mount: Mount) -> str | None:
 
 def _is_pseudo(mount: Mount) -> bool:
     """Kernel and runtime mounts (proc, cgroups, /dev/shm, /run): never a candidate, and noise in the report."""
+    if mount.mountpoint == "/":  # a container's overlay root: worth saying why it is not used
+        return False
     if any(mount.mountpoint == p or mount.mountpoint.startswith(f"{p}/") for p in ("/proc", "/sys", "/dev", "/run")):
         return True
     is_fuse = mount.fstype == "fuse" or mount.fstype.startswith("fuse.")
@@ -142,3 +144,11 @@ def _unescape(value: str) -> str:
             out.append(value[i])
             i += 1
     return "".join(out)
+
+
+if __name__ == "__main__":  # `python3 -m yolopipe.box.stagedir`: bootstrap.sh before the venv exists (stdlib only)
+    import sys
+
+    picked = pick_stage_dir(Path("/proc/mounts").read_text(), probe_mount)
+    print(picked.report, file=sys.stderr)
+    print(picked.path or "")
