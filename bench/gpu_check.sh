@@ -3,7 +3,7 @@
 #
 #   bench/gpu_check.sh [WORKDIR]     (default /tmp/yolopipe-gpu-check, deleted at the end unless KEEP=1)
 #
-# About 5 minutes on one GPU (each part has a time limit; the whole stays under 8 minutes):
+# Under 8 minutes on one GPU: each part has a time limit, 465 s together (not yet run on a GPU):
 #   1. a synthetic dataset sized like COCO at 640 px (640x480 JPEGs), made by `yolopipe synth`;
 #   2. CUDA training with AMP through yolopipe's own train(): epoch time, images/s, peak GPU memory
 #      (torch.cuda.max_memory_allocated) and mean GPU utilisation (nvidia-smi sampled every 200 ms);
@@ -40,10 +40,10 @@ part() {  # a time limit per part, so a hung step cannot eat the budget
     timeout --signal=TERM "$limit" "$@" || fail "that part failed or ran out of time (exit $?)"
 }
 
-[ -f "$WORK/coco-like/data.yaml" ] || part 120 "synthetic dataset: $TRAIN_IMAGES 640x480 images" \
+[ -f "$WORK/coco-like/data.yaml" ] || part 90 "synthetic dataset: $TRAIN_IMAGES 640x480 images" \
     "$PY" -m yolopipe.cli synth "$WORK/coco-like" --train "$TRAIN_IMAGES" --val 500 --test 50 --width 640 --height 480
 part 210 "CUDA training" "$PY" bench/gpu_check.py train "$WORK/coco-like" "$WORK" --epochs "$EPOCHS" --batch "$BATCH"
-[ -f "$WORK/loader-1080p/data.yaml" ] || part 60 "loader dataset: $LOADER_IMAGES 1920x1080 images" \
+[ -f "$WORK/loader-1080p/data.yaml" ] || part 45 "loader dataset: $LOADER_IMAGES 1920x1080 images" \
     "$PY" -m yolopipe.cli synth "$WORK/loader-1080p" --train "$LOADER_IMAGES" --val 10 --test 0 --width 1920 --height 1080
 part 60 "data loader" "$PY" bench/gpu_check.py loader "$WORK/loader-1080p" "$WORK"
 part 60 "ONNX export" "$PY" bench/gpu_check.py export "$WORK/coco-like" "$WORK"
