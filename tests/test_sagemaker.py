@@ -47,6 +47,8 @@ def test_hyperparameters_become_checked_overrides(tmp_path):
         overrides({"train.epochs": "0"}, params, source)
     with pytest.raises(PipelineError, match="train.epoch: unknown key; did you mean 'epochs'"):
         overrides({"train.epoch": "3"}, params, source)
+    with pytest.raises(PipelineError, match=r"hyperparameter 'train.device=0,1' is a sweep for `dvc exp run -S`"):
+        overrides({"train.device": "0,1"}, params, source)  # DVC would queue two experiments
     with pytest.raises(PipelineError, match="hyperparameter 'epochs' is not a params.yaml key") as bad:
         overrides({"epochs": "3"}, params, source)
     assert bad.value.hint == "name keys section.key, e.g. train.epochs"

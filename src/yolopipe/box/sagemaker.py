@@ -78,25 +78,41 @@ def read_hyperparameters(path: Path) -> dict[str, str]:
 def overrides(hyperparameters: Mapping[str, object], params_file: Path, source: Path,
               dataset: Path | None = None) -> list[str]:
     """`key=value` for `dvc exp run -S`, one per hyperparameter (and data.root for a dataset channel), after
-    checking that params.yaml with them applied passes the schema; errors name `source` and the key."""
+    checking that params.yaml with them applied passes the schema; errors name `source` and the key. Values are
+    read with the parser DVC uses for -S (Hydra's override grammar), so the check sees what DVC will write."""
     pairs = []
     for key, value in sorted(hyperparameters.items()):
         if key.startswith("sagemaker_"):  # the SageMaker Python SDK's own entries (sagemaker_region, ...)
             continue
-        section, _, name = key.partition(".")
-        if not name:
+        if "." not in key.strip("."):
             raise PipelineError(f"hyperparameter '{key}' is not a params.yaml key", path=source,
                                 hint="name keys section.key, e.g. train.epochs")
-        pairs.append((section, name, value if isinstance(value, str) else json.dumps(value)))
+        pairs.append(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
     if dataset is not None:
-        pairs.append(("data", "root", str(dataset)))
+        pairs.append(f"data.root={dataset}")
     merged = copy.deepcopy(yaml.safe_load(params_file.read_text()) or {})
-    for section, name, text in pairs:  # parsed as YAML, as `dvc exp run -S` does
+    for pair in pairs:
+        section, name = pair.split("=", 1)[0].split(".", 1)
         if not isinstance(merged.setdefault(section, {}), dict):
             raise PipelineError(f"hyperparameter '{section}.{name}': {section} is not a section", path=source)
-        merged[section][name] = yaml.safe_load(text)
+        merged[section][name] = _override_value(pair, source)
     check_params(merged, source)
-    return [f"{section}.{name}={text}" for section, name, text in pairs]
+    return pairs
+
+
+def _override_value(pair: str, source: Path) -> object:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        override = OverridesParser.create().parse_override(pair)
+    except OverrideParseException as exc:
+        raise PipelineError(f"hyperparameter '{pair}' is not a value `dvc exp run -S` accepts: {exc}",
+                            path=source) from None
+    if override.is_sweep_override():  # `0,1` or range(...): DVC would queue several experiments
+        raise PipelineError(f"hyperparameter '{pair}' is a sweep for `dvc exp run -S`; a job runs one value",
+                            path=source, hint="write a list in brackets: [0, 1]")
+    return override.value()
 
 
 @dataclass(frozen=True)
