@@ -5,6 +5,7 @@
 #     -e GOOGLE_APPLICATION_CREDENTIALS=/secrets/key.json yolopipe      # dvc pull, dvc repro, dvc push
 #
 # SageMaker starts the same image as `docker run IMAGE train`: scripts/docker-entrypoint.sh runs the job entry.
+# Build from a clone: the image keeps .git, which DVC needs (a git worktree's .git points outside the context).
 #
 # Base: plain Python, not nvidia/cuda. The CUDA build of torch in requirements.lock brings its CUDA 13 libraries
 # as pip packages (nvidia-cublas, nvidia-cudnn-cu13, nvidia-nccl-cu13, ...), and `--gpus` (the NVIDIA container

@@ -71,3 +71,24 @@ def test_bad_arguments_and_a_missing_key_fail_with_a_reason(box):
     missing = run([*SCRIPT, "--only", "credentials", "--key", "nowhere.json"], project, env, check=False)
     assert missing.returncode == 1 and "bootstrap: error: key file nowhere.json not found" in missing.stderr
     assert not (project / ".dvc" / "config.local").exists()
+
+
+@pytest.mark.slow
+def test_pipeline_step_twice_pushes_once_and_redoes_nothing(box, tmp_path):
+    """The pipeline step for real, against a local remote, with tiny params: the second run (a re-run after a
+    reboot) pulls, finds every stage unchanged and pushes nothing new."""
+    project, env = box
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("epochs: 40", "epochs: 2").replace("imgsz: 160", "imgsz: 64"))
+    run(["dvc", "remote", "add", "--local", "-d", "box", str(tmp_path / "remote")], project, env)
+    env["YOLOPIPE_STAGE_DIR"] = str(tmp_path / "nvme")
+    first = run([*SCRIPT, "--only", "pipeline"], project, env)
+    assert "+ dvc repro" in first.stdout and "Running stage 'train'" in first.stdout
+    assert (project / "data" / "staged").is_symlink()
+    assert Path(os.readlink(project / "data" / "staged")).is_relative_to(tmp_path / "nvme")
+    pushed = sorted((tmp_path / "remote").rglob("*"))
+    second = run([*SCRIPT, "--only", "pipeline"], project, env)
+    assert "Running stage" not in second.stdout
+    for stage in ("validate", "stage", "train", "evaluate", "export"):
+        assert f"Stage '{stage}' didn't change, skipping" in second.stdout
+    assert sorted((tmp_path / "remote").rglob("*")) == pushed
