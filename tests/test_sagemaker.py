@@ -17,7 +17,7 @@ import yaml
 from yolopipe.box.sagemaker import Layout, max_runtime_seconds, overrides, read_hyperparameters
 from yolopipe.errors import PipelineError
 
-from conftest import REPO, copy_project, guarded_env, run
+from conftest import GIT, REPO, copy_project, guarded_env, run
 
 JOB_JSON = REPO / "sagemaker" / "create-training-job.json"
 TINY_JOB = {"train.epochs": "5", "train.imgsz": "64", "train.batch": "8", "evaluate.batch": "8"}
@@ -76,8 +76,14 @@ def test_example_job_has_managed_spot_and_a_runtime_that_fits_the_training_budge
 
 
 def _instance(tmp_path: Path, name: str, remote: Path) -> Path:
-    """A fresh container's workspace: the repository as the image holds it, no models, a local DVC remote."""
+    """A fresh container's workspace: the repository as the image holds it, no models, a local DVC remote. The
+    image was built from a working tree with an uncommitted edit, so `dvc exp run` stashes it, which needs a git
+    identity the container does not have."""
     project = copy_project(tmp_path / name, {})
+    run(["git", "add", "-A"], project)
+    run([*GIT, "commit", "-q", "-m", "the image's clone"], project)
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("patience: 100", "patience: 50"))
     run(["dvc", "remote", "add", "--local", "-d", "box", str(remote)], project)
     return project
 
@@ -97,6 +103,8 @@ def test_spot_interrupted_job_resumes_from_opt_ml_checkpoints(tmp_path, tiny_dat
     remote = tmp_path / "remote"
     env, netlog = guarded_env(tmp_path)
     env["YOLOPIPE_OPT_ML"] = str(opt_ml)
+    (tmp_path / "home").mkdir()  # a fresh container: no git identity for the experiment's commit
+    env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "home"), GIT_CONFIG_NOSYSTEM="1")
     mirrored = opt_ml / "checkpoints" / "last.pt"
 
     first = _instance(tmp_path, "instance-1", remote)

@@ -127,7 +127,7 @@ def run_job(project: Path, layout: Layout, remote: str | None = None, push: bool
     sets = overrides(read_hyperparameters(layout.hyperparameters), project / "params.yaml",
                      layout.hyperparameters, dataset)
     layout.checkpoints.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, paths.CHECKPOINT_DIR_ENV: str(layout.checkpoints)}
+    env = {**os.environ, paths.CHECKPOINT_DIR_ENV: str(layout.checkpoints), **_job_identity(project)}
     remote_args = ["--remote", remote] if remote else []
     _say(f"checkpoints mirrored in {layout.checkpoints}; "
          + (f"dataset from channel {dataset}" if dataset else "dataset from the DVC remote"))
@@ -161,6 +161,16 @@ def publish(project: Path, model_dir: Path) -> list[Path]:
             raise PipelineError(f"{name} is missing after the pipeline ran", path=project / name)
         published.append(Path(shutil.copy2(project / name, model_dir / name.name)))
     return published
+
+
+def _job_identity(project: Path) -> dict[str, str]:
+    """`dvc exp run` commits the experiment, and a fresh container has no git identity: name the job, unless the
+    repository or the image configures one."""
+    configured = subprocess.run(["git", "config", "user.email"], cwd=project, capture_output=True, text=True)
+    if configured.returncode == 0 and configured.stdout.strip():
+        return {}
+    return {f"GIT_{role}_{field}": value for role in ("AUTHOR", "COMMITTER")
+            for field, value in (("NAME", "yolopipe sagemaker job"), ("EMAIL", "yolopipe@localhost"))}
 
 
 class SignalForwarder:
