@@ -29,3 +29,17 @@ def test_a_checkpoint_in_the_workspace_is_not_replaced(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"newer")
     assert not mirror.restore(tmp_path / "last.pt", tmp_path / "live")
     assert (tmp_path / "last.pt").read_bytes() == b"newer"
+
+
+def test_a_broken_mirror_warns_and_training_goes_on(trained, tmp_path, monkeypatch, capsys):
+    from yolopipe.train import train
+
+    monkeypatch.chdir(tmp_path)
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the mirror directory should be")
+    result = train(trained.params, trained.data_yaml, tmp_path / "models", tmp_path / "live", trained.scratch,
+                   mirror_dir=blocked)
+    assert result.epochs == trained.params.epochs and result.last.is_file()
+    out = capsys.readouterr().out
+    assert f"yolopipe train: warning: epoch 1 not mirrored to {blocked} (" in out
+    assert "training goes on" in out

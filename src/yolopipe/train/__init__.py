@@ -122,7 +122,11 @@ def _fit(run: TrainRun, plan: ResumePlan) -> TrainResult:
 
     def upload_checkpoint(trainer) -> None:  # after the epoch's dvclive step, so the curves go with it
         if run.mirror and stopper.completed:
-            run.mirror.after_epoch(last, run.live_dir)
+            try:
+                run.mirror.after_epoch(last, run.live_dir)
+            except OSError as exc:  # a full or vanished mirror disk must not stop the training
+                print(f"yolopipe train: warning: epoch {stopper.completed} not mirrored to {run.mirror.root} "
+                      f"({exc.strerror or exc}); training goes on", flush=True)
         if checkpoints and stopper.completed:
             checkpoints.after_epoch(stopper.completed - 1, last, run.live_dir)
 
