@@ -10,7 +10,7 @@
 # Base: plain Python, not nvidia/cuda. The CUDA build of torch in requirements.lock brings its CUDA 13 libraries
 # as pip packages (nvidia-cublas, nvidia-cudnn-cu13, nvidia-nccl-cu13, ...), and `--gpus` (the NVIDIA container
 # toolkit) mounts the host's driver (libcuda); a CUDA runtime image would only add a second copy of the same
-# libraries, about 3 GB. The host needs an NVIDIA driver that supports CUDA 13 (580 or newer).
+# libraries (gigabytes). The host needs an NVIDIA driver that supports CUDA 13 (580 or newer).
 # The Python version is the one requirements.lock was resolved with (its first line); tests/test_docker.py keeps
 # them, and the install commands below and the Makefile's, in step.
 FROM python:3.11.7-slim-bookworm
