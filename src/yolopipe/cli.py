@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, run, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(run=run)
-        if name not in ("synth", "report", "remote", "lockdiff"):  # the ones that read no params.yaml
+        if name not in ("synth", "report", "remote", "lockdiff", "box"):  # the ones that read no params.yaml
             sub.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file")
         return sub
 
@@ -73,6 +73,21 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-r", "--remote", help="remote name (default: the project's default remote)")
     check.add_argument("--read-only", action="store_true",
                        help="skip the write probe (for machines that only pull)")
+    box = command("box", None, "set-up on a GPU machine: staging disk, SageMaker entry").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    pick = box.add_parser("pick-stage-dir", help="print the YOLOPIPE_STAGE_DIR for this machine (the local disk "
+                                                 "with the most free space, NVMe first); why, on stderr")
+    pick.set_defaults(run=_box_pick_stage_dir)
+    pick.add_argument("--mounts", type=Path, default=Path("/proc/mounts"), help="the mount table to read")
+    sagemaker = box.add_parser("sagemaker", help="run the pipeline as a SageMaker Training Job (/opt/ml layout; "
+                                                 "the container's `train` command)")
+    sagemaker.set_defaults(run=_box_sagemaker)
+    sagemaker.add_argument("--channel", default="dataset", help="input channel holding the dataset "
+                           "(absent: dvc pull)")
+    sagemaker.add_argument("-r", "--remote", default=os.environ.get("YOLOPIPE_DVC_REMOTE") or None,
+                           help="DVC remote to pull from and push to (default: $YOLOPIPE_DVC_REMOTE, else the "
+                                "project's default remote)")
+    sagemaker.add_argument("--no-push", action="store_true", help="leave out the final dvc push")
     return parser
 
 
@@ -127,9 +142,10 @@ def _train(args) -> int:
     from yolopipe.train.resume import TrainingInterrupted
 
     params = load_params(args.params)
+    mirror_dir = os.environ.get(paths.CHECKPOINT_DIR_ENV) or None
     try:
         result = train(params.train, paths.STAGED_ROOT / "data.yaml", paths.MODELS_DIR, paths.TRAIN_DIR,
-                       paths.SCRATCH_DIR)
+                       paths.SCRATCH_DIR, Path(mirror_dir) if mirror_dir else None)
     except TrainingInterrupted as stop:  # a spot instance's SIGTERM, or Ctrl-C: resumable, not an error
         print(f"yolopipe train: {stop}", file=sys.stderr)
         return stop.exit_code
@@ -174,6 +190,22 @@ def _remote_check(args) -> int:
     check = check_remote(Path.cwd(), args.remote, write=not args.read_only)
     print(check.report)
     return 0 if check.passed else 1
+
+
+def _box_pick_stage_dir(args) -> None:
+    from yolopipe.box.stagedir import pick_stage_dir, probe_mount
+
+    choice = pick_stage_dir(args.mounts.read_text(), probe_mount)
+    print(choice.report, file=sys.stderr)
+    if choice.path is not None:
+        print(choice.path)
+
+
+def _box_sagemaker(args) -> int:
+    from yolopipe.box.sagemaker import Layout, run_job
+
+    result = run_job(Path.cwd(), Layout.from_env(os.environ, args.channel), args.remote, push=not args.no_push)
+    return result.exit_code
 
 
 if __name__ == "__main__":

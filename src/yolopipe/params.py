@@ -183,6 +183,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as exc:
         line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else None
         raise PipelineError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path, line=line) from None
+    return check_params(raw, path)
+
+
+def check_params(raw: object, path: str | Path) -> Params:
+    """Check parsed params (params.yaml's content, maybe with overrides); errors name `path` and the key."""
     if not isinstance(raw, dict):
         raise PipelineError("expected a mapping of sections (data, train, ...)", path=path)
     try:

@@ -11,6 +11,7 @@ import yaml
 from yolopipe.errors import PipelineError
 from yolopipe.params import TrainParams
 from yolopipe.train.checkpoints import RemoteCheckpoints
+from yolopipe.train.mirror import CheckpointMirror
 from yolopipe.train.resume import (
     STAMP_KEY,
     ResumePlan,
@@ -57,6 +58,8 @@ class TrainRun:
     """Stored in every checkpoint we keep, so a resume knows it belongs to these params and data."""
     checkpoints: RemoteCheckpoints | None
     """Uploads to the DVC remote (train.checkpoint_every), or None."""
+    mirror: CheckpointMirror | None = None
+    """A local directory kept in step after every epoch (YOLOPIPE_CHECKPOINT_DIR), or None."""
 
     @property
     def best(self) -> Path:
@@ -68,16 +71,20 @@ class TrainRun:
 
 
 def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path,
-          scratch_dir: Path) -> TrainResult:
+          scratch_dir: Path, mirror_dir: Path | None = None) -> TrainResult:
     """Train a detector on `data_yaml`; write best.pt/last.pt to `models_dir`, dvclive files to `live_dir`.
-    An unfinished models/last.pt from the same params and data is continued (see yolopipe.train.resume), or,
-    with train.checkpoint_every, the one this run left on the DVC remote (see yolopipe.train.checkpoints)."""
+    An unfinished models/last.pt from the same params and data is continued (see yolopipe.train.resume); when
+    there is none, the one in `mirror_dir` (see yolopipe.train.mirror) or, with train.checkpoint_every, the one
+    this run left on the DVC remote (see yolopipe.train.checkpoints)."""
     model_source = resolve_model(params.model)
     load_ultralytics(scratch_dir / "ultralytics")
     models_dir.mkdir(parents=True, exist_ok=True)
     stamp = {"fingerprint": fingerprint(params, data_yaml.parent)}
     checkpoints = RemoteCheckpoints.open(Path.cwd(), stamp["fingerprint"], params.checkpoint_every, scratch_dir)
-    run = TrainRun(params, data_yaml, model_source, models_dir, live_dir, scratch_dir, stamp, checkpoints)
+    mirror = CheckpointMirror(mirror_dir) if mirror_dir else None
+    run = TrainRun(params, data_yaml, model_source, models_dir, live_dir, scratch_dir, stamp, checkpoints, mirror)
+    if mirror and mirror.restore(run.last, live_dir):
+        print(f"yolopipe train: restored {run.last} from {mirror.root}", flush=True)
     plan = plan_resume(run.last, stamp["fingerprint"])
     if plan.checkpoint is None and not plan.same_run and checkpoints and checkpoints.fetch(run.last, live_dir):
         print(f"yolopipe train: fetched this run's checkpoint from {checkpoints.url}", flush=True)
@@ -114,6 +121,12 @@ def _fit(run: TrainRun, plan: ResumePlan) -> TrainResult:
         stopper.completed = trainer.epoch + 1
 
     def upload_checkpoint(trainer) -> None:  # after the epoch's dvclive step, so the curves go with it
+        if run.mirror and stopper.completed:
+            try:
+                run.mirror.after_epoch(last, run.live_dir)
+            except OSError as exc:  # a full or vanished mirror disk must not stop the training
+                print(f"yolopipe train: warning: epoch {stopper.completed} not mirrored to {run.mirror.root} "
+                      f"({exc.strerror or exc}); training goes on", flush=True)
         if checkpoints and stopper.completed:
             checkpoints.after_epoch(stopper.completed - 1, last, run.live_dir)
 
