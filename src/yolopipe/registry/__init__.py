@@ -79,7 +79,7 @@ def promote(project: Path, stage: str, version: str | None = None, rev: str | No
         missing = missing_on_remote(repo, record.artifacts)
         if missing:
             raise PipelineError(describe_missing(repo, missing, commit),
-                                hint=f"push them: `dvc push` at {commit[:7]} (`dvc exp push origin NAME` for an experiment)")
+                                hint=f"`dvc push` at {commit[:7]} (an experiment: `dvc exp push origin NAME`)")
         quality = check_promotable(record, read_json_output(repo, record, CARD),
                                    read_json_output(repo, record, EXPORT_METRICS))
     try:
