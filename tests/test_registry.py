@@ -13,7 +13,8 @@ import yaml
 
 from yolopipe.cli import main
 from yolopipe.errors import PipelineError
-from yolopipe.registry import fetch, promote
+from yolopipe.registry import fetch, promote, stage_model
+from yolopipe.report import write_report
 
 from conftest import GIT, REPO, run
 
@@ -192,3 +193,17 @@ def test_a_model_missing_from_the_remote_is_named_by_path_and_md5(project, tmp_p
     with pytest.raises(PipelineError, match=f"lacks the model of commit .*md5 {md5['models/best.pt']}"):
         fetch(str(clone), tmp_path / "deploy", stage="prod")
     assert not (tmp_path / "deploy").exists()
+
+
+def test_the_report_resolves_prod_through_the_registry(project, tmp_path):
+    new_model(project, map=0.42)
+    assert stage_model(".", "prod") is None
+    assert "None: no model is in stage `prod`" in write_report(None, [], tmp_path / "r.md").path.read_text()
+    promote(project, "prod")
+    clone = tmp_path / "clone"  # no cache: the card comes from the DVC remote
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    deployed = stage_model(str(clone), "prod")
+    assert (deployed.version, deployed.commit, deployed.metrics["mAP50-95"]) == (
+        "v0.0.1", git(project, "rev-parse", "HEAD"), 0.42)
+    text = write_report(None, [], tmp_path / "report.md").path.read_text()
+    assert "`prod` is yolo-detector v0.0.1" in text and "| `mAP50-95` | — | 0.42 | — |" in text

@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: the baseline's `dvc exp` experiments, or the workspace without --base)")
     report.add_argument("-o", "--out", type=Path, default=Path("report.md"),
                         help="markdown file; charts go to <name>_charts/ beside it (default: report.md)")
+    report.add_argument("--registry-stage", default="prod",
+                        help="show the registry's model in this stage beside the revisions (default: prod; "
+                             "'' to leave it out)")
     promote = command("promote", _promote, "register a commit's model in the GTO registry and assign it a stage")
     promote.add_argument("--stage", required=True, help="registry stage (allowed: `stages` in .gto)")
     promote.add_argument("--version", help="semantic version like v1.2.0 (default: the next patch version)")
@@ -154,7 +157,7 @@ def _export(args) -> None:
 def _report(args) -> None:
     from yolopipe.report import write_report
 
-    print(write_report(args.base, args.exp, args.out).summary)
+    print(write_report(args.base, args.exp, args.out, registry_stage=args.registry_stage or None).summary)
 
 
 def _promote(args) -> None:

@@ -18,7 +18,8 @@ from yolopipe.registry.gates import Quality, check_promotable
 from yolopipe.registry.record import CARD, DETECTOR, EXPORT_METRICS, ModelRecord, read_json_output, read_record
 from yolopipe.registry.storage import describe_missing, missing_everywhere, missing_on_remote
 
-__all__ = ["DETECTOR", "PromoteResult", "FetchResult", "promote", "fetch", "stage_commit"]
+__all__ = ["DETECTOR", "PromoteResult", "FetchResult", "StageModel", "promote", "fetch", "stage_commit",
+           "find_commit", "stage_model"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,15 @@ class FetchResult:
     def summary(self) -> str:
         names = ", ".join(str(file) for file in self.files)
         return f"fetched {DETECTOR} {self.version or ''} (commit {self.commit[:7]}): {names}; md5s match dvc.lock"
+
+
+@dataclass(frozen=True)
+class StageModel:
+    stage: str
+    version: str | None
+    commit: str
+    metrics: dict[str, object]
+    """The evaluate metrics its model card holds."""
 
 
 def promote(project: Path, stage: str, version: str | None = None, rev: str | None = None,
@@ -93,6 +103,16 @@ def promote(project: Path, stage: str, version: str | None = None, rev: str | No
 def stage_commit(repo_url: str, stage: str | None = None, version: str | None = None) -> str:
     """The commit `stage` (or `version`, or else the latest version) of the detector names, resolved as
     `dvc artifacts get` resolves it."""
+    commit = find_commit(repo_url, stage, version)
+    if commit is None:
+        which = f"in stage {stage}" if stage else f"version {version}" if version else "registered"
+        raise PipelineError(f"no {DETECTOR} {which} in {repo_url}",
+                            hint="`gto show` lists the registry; `yolopipe promote` fills it")
+    return commit
+
+
+def find_commit(repo_url: str, stage: str | None = None, version: str | None = None) -> str | None:
+    """stage_commit, or None when the registry has no such version or stage."""
     from dvc.exceptions import ArtifactNotFoundError
     from dvc.repo import Repo
 
@@ -100,9 +120,20 @@ def stage_commit(repo_url: str, stage: str | None = None, version: str | None = 
         try:
             return repo.artifacts.get_rev(DETECTOR, version=version, stage=stage)
         except ArtifactNotFoundError:
-            which = f"in stage {stage}" if stage else f"version {version}" if version else "registered"
-            raise PipelineError(f"no {DETECTOR} {which} in {repo_url}",
-                                hint="`gto show` lists the registry; `yolopipe promote` fills it") from None
+            return None
+
+
+def stage_model(repo_url: str, stage: str) -> StageModel | None:
+    """The detector that `stage` names and the evaluate metrics of its card (read from the cache or the DVC
+    remote); None when no version is in that stage."""
+    from dvc.repo import Repo
+
+    commit = find_commit(repo_url, stage)
+    if commit is None:
+        return None
+    with Repo.open(repo_url, rev=commit, uninitialized=False) as repo:
+        card = read_json_output(repo, read_record(repo, commit), CARD) or {}
+        return StageModel(stage, _version_at(repo.scm, commit), commit, card.get("metrics") or {})
 
 
 def fetch(repo_url: str, out: Path, stage: str | None = None, version: str | None = None,
