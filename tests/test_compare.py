@@ -77,6 +77,8 @@ def test_the_prod_model_stands_beside_base_and_pr(tmp_path):
     assert "| `mAP50` | 0.5 | 0.625 | 0.75 | -0.125 |" in text
     comparison.deployed = None
     assert "None: no model is in stage `prod` of the registry" in render_markdown(comparison, {}, tmp_path / "r.md")
+    comparison.deployed_problem = "the DVC remote lacks models/model_card.json"
+    assert "Could not be read (see Problems below)" in render_markdown(comparison, {}, tmp_path / "r.md")
     comparison.registry_stage = None
     assert "## The `prod` model" not in render_markdown(comparison, {}, tmp_path / "r.md")
 

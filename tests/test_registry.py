@@ -168,6 +168,8 @@ def test_promote_refuses_unknown_stages_and_uncommitted_changes(project, capsys)
     with pytest.raises(PipelineError, match=r"uncommitted changes \(params.yaml\)"):
         promote(project, "staging")
     git(project, "checkout", "params.yaml")
+    with pytest.raises(PipelineError, match="--push needs a git remote named origin"):
+        promote(project, "staging", push=True)
     (project / "models" / "best.pt").unlink()
     (project / "models" / "best.pt").write_bytes(b"trained outside dvc repro")
     with pytest.raises(PipelineError, match="models/best.pt in the workspace is not the one dvc.lock records"):

@@ -82,6 +82,8 @@ def promote(project: Path, stage: str, version: str | None = None, rev: str | No
         commit = _resolve_commit(repo, rev)
     if rev is None:
         _check_committed(project)
+    if push:
+        _check_origin(project)
     with Repo(str(project), rev=commit) as repo:
         record = read_record(repo, commit)
         if rev is None:
@@ -248,6 +250,13 @@ def _check_committed(project: Path) -> None:
         shown = ", ".join(line[3:] for line in changed[:5]) + (" ..." if len(changed) > 5 else "")
         raise PipelineError(f"uncommitted changes ({shown}): the registry names a commit, and this workspace "
                             "is not one", hint="commit them (and `dvc push`), or promote a commit with --rev")
+
+
+def _check_origin(project: Path) -> None:
+    found = subprocess.run(["git", "remote", "get-url", "origin"], cwd=project, capture_output=True, text=True)
+    if found.returncode != 0:
+        raise PipelineError("--push needs a git remote named origin; this repository has none",
+                            hint="git remote add origin URL, or promote without --push and push the tags later")
 
 
 def _check_workspace_outputs(project: Path, record: ModelRecord) -> None:

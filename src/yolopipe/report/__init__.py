@@ -36,6 +36,7 @@ class Comparison:
     errors: list[str] = field(default_factory=list)
     registry_stage: str | None = None  # the registry stage shown beside the revisions (prod), None: not shown
     deployed: StageModel | None = None  # the model in that stage, None when the stage is empty
+    deployed_problem: str | None = None  # why the model in that stage could not be read
 
     @property
     def differing_params(self) -> dict[str, dict[str, object]]:
@@ -111,6 +112,7 @@ def _collect_deployed(comparison: Comparison, stage: str, repo: Path) -> None:
     try:
         comparison.deployed = stage_model(str(repo), stage)
     except Exception as exc:  # noqa: BLE001 - the comparison is still worth posting
+        comparison.deployed_problem = str(exc)
         comparison.errors.append(f"registry stage `{stage}`: {exc}")
 
 
@@ -246,6 +248,8 @@ def _deployed_section(comparison: Comparison, evaluation: dict) -> list[str]:
     """The model in the registry stage (prod) beside the revisions: what merging would be measured against."""
     stage, model, revs = comparison.registry_stage, comparison.deployed, comparison.revs
     lines = [f"## The `{stage}` model", ""]
+    if comparison.deployed_problem:
+        return lines + ["Could not be read (see Problems below).", ""]
     if model is None:
         return lines + [f"None: no model is in stage `{stage}` of the registry "
                         f"(`yolopipe promote --stage {stage}` puts one there).", ""]
