@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from yolopipe.registry import StageModel
 from yolopipe.report import Comparison, render_markdown
 from yolopipe.report.charts import EVALUATE_PLOTS, TRAIN_PLOTS, draw_charts
 
@@ -64,6 +65,22 @@ def test_one_revision_says_there_is_no_baseline(tmp_path):
     text = render_markdown(_comparison(has_base=False), {}, tmp_path / "report.md")
     assert "no baseline to compare with" in text
     assert "Δ" not in text and "| `mAP50` | 0.5 |" in text
+
+
+def test_the_prod_model_stands_beside_base_and_pr(tmp_path):
+    comparison = _comparison()
+    comparison.registry_stage = "prod"
+    comparison.deployed = StageModel("prod", "v0.0.3", "a1b2c3d4e5", {"mAP50": 0.75, "mAP50-95": 0.5})
+    text = render_markdown(comparison, {}, tmp_path / "report.md")
+    assert "`prod` is yolo-detector v0.0.3 (commit `a1b2c3d`)" in text
+    assert "| metric | main | exp-a | prod | Δ exp-a vs prod |" in text
+    assert "| `mAP50` | 0.5 | 0.625 | 0.75 | -0.125 |" in text
+    comparison.deployed = None
+    assert "None: no model is in stage `prod` of the registry" in render_markdown(comparison, {}, tmp_path / "r.md")
+    comparison.deployed_problem = "the DVC remote lacks models/model_card.json"
+    assert "Could not be read (see Problems below)" in render_markdown(comparison, {}, tmp_path / "r.md")
+    comparison.registry_stage = None
+    assert "## The `prod` model" not in render_markdown(comparison, {}, tmp_path / "r.md")
 
 
 @pytest.fixture(scope="module")

@@ -150,3 +150,28 @@ def test_forced_rerun_reproduces_every_recorded_hash(project, repro):
     rerun = run(["dvc", "repro", "--force"], project, env).stdout
     assert rerun.count("Running stage") == 5
     assert run(["git", "status", "--porcelain"], project).stdout == ""
+
+
+def test_the_trained_model_is_promoted_and_fetched_by_stage(project, repro, tmp_path):
+    """The registry on the pipeline's real outputs: the card and parity figures it checks, and a fetched ONNX
+    model that runs in ONNX Runtime with the shapes its card states."""
+    import numpy as np
+    import onnxruntime
+
+    env = repro[0]
+    run(["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")], project, env)
+    run(["git", "add", "-A"], project)
+    run([*GIT, "commit", "-q", "--allow-empty", "-m", "a local remote"], project)
+    run(["dvc", "push", "-q"], project, env)
+    promoted = run(["yolopipe", "promote", "--stage", "prod"], project, env).stdout
+    card = json.loads((project / "models" / "model_card.json").read_text())
+    assert f"mAP50-95 {card['metrics']['mAP50-95']:.4f}, dataset md5 {card['dataset']['md5']}" in promoted
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["yolopipe", "fetch", "--repo", str(clone), "--stage", "prod", "-o", str(tmp_path / "deploy")], tmp_path, env)
+    fetched = json.loads((tmp_path / "deploy" / "model_card.json").read_text())
+    assert fetched == card
+    session = onnxruntime.InferenceSession(str(tmp_path / "deploy" / "best.onnx"))
+    (output,) = session.run(None, {session.get_inputs()[0].name: np.zeros(card["input"]["shape"], np.float32)})
+    assert list(output.shape) == card["exports"]["onnx"]["output_shape"]

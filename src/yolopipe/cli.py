@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, run, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(run=run)
-        if name not in ("synth", "report", "remote", "lockdiff", "box"):  # the ones that read no params.yaml
+        # the ones that read no params.yaml
+        if name not in ("synth", "report", "remote", "lockdiff", "box", "promote", "fetch"):
             sub.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file")
         return sub
 
@@ -64,6 +65,22 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: the baseline's `dvc exp` experiments, or the workspace without --base)")
     report.add_argument("-o", "--out", type=Path, default=Path("report.md"),
                         help="markdown file; charts go to <name>_charts/ beside it (default: report.md)")
+    report.add_argument("--registry-stage", default="prod",
+                        help="show the registry's model in this stage beside the revisions (default: prod; "
+                             "'' to leave it out)")
+    promote = command("promote", _promote, "register a commit's model in the GTO registry and assign it a stage")
+    promote.add_argument("--stage", required=True, help="registry stage (allowed: `stages` in .gto)")
+    promote.add_argument("--version", help="semantic version like v1.2.0 (default: the next patch version)")
+    promote.add_argument("--rev", help="commit, branch, tag or `dvc exp` experiment (default: the committed "
+                                       "workspace)")
+    promote.add_argument("--push", action="store_true", help="push the new git tags to origin")
+    fetch = command("fetch", _fetch, "download the weights, ONNX export and model card of a registry stage")
+    which = fetch.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stage", help="registry stage, e.g. prod")
+    which.add_argument("--version", help="registered version, e.g. v1.2.0")
+    fetch.add_argument("--repo", default=".", help="project path or git URL (default: this project)")
+    fetch.add_argument("-o", "--out", type=Path, default=Path("model"), help="directory (default: model)")
+    fetch.add_argument("-f", "--force", action="store_true", help="overwrite files already there")
     command("lockdiff", _lockdiff, "after dvc repro: which outputs differ from the committed dvc.lock, and why")
     remote = command("remote", None, "DVC remote tools").add_subparsers(dest="action", required=True,
                                                                          metavar="ACTION")
@@ -175,7 +192,19 @@ def _export(args) -> None:
 def _report(args) -> None:
     from yolopipe.report import write_report
 
-    print(write_report(args.base, args.exp, args.out).summary)
+    print(write_report(args.base, args.exp, args.out, registry_stage=args.registry_stage or None).summary)
+
+
+def _promote(args) -> None:
+    from yolopipe.registry import promote
+
+    print(promote(Path.cwd(), args.stage, args.version, args.rev, args.push).summary)
+
+
+def _fetch(args) -> None:
+    from yolopipe.registry import fetch
+
+    print(fetch(args.repo, args.out, args.stage, args.version, args.force).summary)
 
 
 def _lockdiff(args) -> None:

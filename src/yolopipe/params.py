@@ -10,6 +10,7 @@ import difflib
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -81,6 +82,9 @@ class TrainParams(Section):
     """Training budget: stop cleanly after this many hours (per run; a resumed run gets a new budget)."""
     checkpoint_every: int = Field(0, ge=0)
     """Upload models/last.pt to the DVC remote every N epochs (0: off), so another machine can resume."""
+    mlflow_uri: str | None = None
+    """An MLflow tracking server (http://host:5000) that mirrors params, per-epoch metrics and the weights;
+    null: off. Credentials go in MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN, never here."""
 
     @field_validator("device", mode="before")
     @classmethod
@@ -107,6 +111,14 @@ class TrainParams(Section):
     def _stride_multiple(cls, value: int) -> int:
         if value % 32:
             raise ValueError("must be a multiple of 32 (the model stride)")
+        return value
+
+    @field_validator("mlflow_uri")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).password is not None:
+            raise ValueError("must not hold a password (params.yaml is tracked); set MLFLOW_TRACKING_USERNAME "
+                             "and MLFLOW_TRACKING_PASSWORD in the environment instead")
         return value
 
     @field_validator("batch")

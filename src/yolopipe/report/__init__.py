@@ -17,6 +17,7 @@ from pathlib import Path
 
 from yolopipe import paths
 from yolopipe.errors import PipelineError
+from yolopipe.registry import StageModel
 
 WORKSPACE = "workspace"
 EVALUATE_METRICS = (paths.EVALUATE_DIR / "metrics.json").as_posix()
@@ -33,6 +34,9 @@ class Comparison:
     metrics: dict[str, dict[str, dict[str, object]]] = field(default_factory=dict)  # file -> key -> rev -> value
     plots: dict[str, list[dict]] = field(default_factory=dict)  # plot file -> rows, each with a "rev"
     errors: list[str] = field(default_factory=list)
+    registry_stage: str | None = None  # the registry stage shown beside the revisions (prod), None: not shown
+    deployed: StageModel | None = None  # the model in that stage, None when the stage is empty
+    deployed_problem: str | None = None  # why the model in that stage could not be read
 
     @property
     def differing_params(self) -> dict[str, dict[str, object]]:
@@ -53,12 +57,16 @@ class ReportResult:
         return f"compared {compared}: {len(self.charts)} charts -> {self.path}"
 
 
-def write_report(base: str | None, exps: list[str], out: Path, repo: Path = Path(".")) -> ReportResult:
-    """Compare `base` with `exps` and write the markdown to `out`, its PNG charts beside it."""
+def write_report(base: str | None, exps: list[str], out: Path, repo: Path = Path("."),
+                 registry_stage: str | None = "prod") -> ReportResult:
+    """Compare `base` with `exps` and write the markdown to `out`, its PNG charts beside it; with
+    `registry_stage`, the model the registry has in that stage is shown beside them."""
     from yolopipe.report.charts import draw_charts
 
     revs, has_base = resolve_revs(base, exps, repo)
     comparison = collect(revs, has_base, repo)
+    if registry_stage:
+        _collect_deployed(comparison, registry_stage, repo)
     charts = draw_charts(comparison.plots, revs, out.parent / f"{out.stem}_charts")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_markdown(comparison, charts, out))
@@ -95,6 +103,17 @@ def collect(revs: list[str], has_base: bool, repo: Path) -> Comparison:
     _collect_metrics(comparison, repo)
     _collect_plots(comparison, repo)
     return comparison
+
+
+def _collect_deployed(comparison: Comparison, stage: str, repo: Path) -> None:
+    from yolopipe.registry import stage_model
+
+    comparison.registry_stage = stage
+    try:
+        comparison.deployed = stage_model(str(repo), stage)
+    except Exception as exc:  # noqa: BLE001 - the comparison is still worth posting
+        comparison.deployed_problem = str(exc)
+        comparison.errors.append(f"registry stage `{stage}`: {exc}")
 
 
 def _collect_params(comparison: Comparison, repo: Path) -> None:
@@ -204,6 +223,8 @@ def render_markdown(comparison: Comparison, charts: dict[str, Path], out: Path) 
     lines += _metric_table(comparison, evaluation, summary) if summary else ["No evaluation metrics.", ""]
     if per_class:
         lines += ["### Per-class AP", ""] + _metric_table(comparison, evaluation, per_class)
+    if comparison.registry_stage:
+        lines += _deployed_section(comparison, evaluation)
     others = [(name, key) for name, keys in sorted(comparison.metrics.items()) if name != EVALUATE_METRICS
               for key in sorted(keys)]
     if others:
@@ -221,6 +242,25 @@ def render_markdown(comparison: Comparison, charts: dict[str, Path], out: Path) 
     if comparison.errors:
         lines += ["## Problems", ""] + [f"- {error}" for error in comparison.errors] + [""]
     return "\n".join(lines)
+
+
+def _deployed_section(comparison: Comparison, evaluation: dict) -> list[str]:
+    """The model in the registry stage (prod) beside the revisions: what merging would be measured against."""
+    stage, model, revs = comparison.registry_stage, comparison.deployed, comparison.revs
+    lines = [f"## The `{stage}` model", ""]
+    if comparison.deployed_problem:
+        return lines + ["Could not be read (see Problems below).", ""]
+    if model is None:
+        return lines + [f"None: no model is in stage `{stage}` of the registry "
+                        f"(`yolopipe promote --stage {stage}` puts one there).", ""]
+    lines += [f"`{stage}` is yolo-detector {model.version} (commit `{model.commit[:7]}`); its figures come from "
+              "its model card.", ""]
+    rows = []
+    for key in [key for key in SUMMARY_METRICS if key in model.metrics or key in evaluation]:
+        values = evaluation.get(key, {})
+        rows.append([f"`{key}`", *(_cell(values.get(rev)) for rev in revs), _cell(model.metrics.get(key)),
+                     _delta(model.metrics.get(key), values.get(revs[-1]))])
+    return lines + _table(["metric", *revs, stage, f"Δ {revs[-1]} vs {stage}"], rows)
 
 
 def _is_per_class(key: str) -> bool:

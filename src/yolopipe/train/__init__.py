@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -12,6 +12,7 @@ from yolopipe.errors import PipelineError
 from yolopipe.params import TrainParams
 from yolopipe.train.checkpoints import RemoteCheckpoints
 from yolopipe.train.mirror import CheckpointMirror
+from yolopipe.train.mlflow_mirror import MlflowMirror
 from yolopipe.train.resume import (
     STAMP_KEY,
     ResumePlan,
@@ -60,6 +61,8 @@ class TrainRun:
     """Uploads to the DVC remote (train.checkpoint_every), or None."""
     mirror: CheckpointMirror | None = None
     """A local directory kept in step after every epoch (YOLOPIPE_CHECKPOINT_DIR), or None."""
+    mlflow: MlflowMirror | None = None
+    """The MLflow mirror (train.mlflow_uri), or None."""
 
     @property
     def best(self) -> Path:
@@ -90,15 +93,24 @@ def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path
         print(f"yolopipe train: fetched this run's checkpoint from {checkpoints.url}", flush=True)
         plan = plan_resume(run.last, stamp["fingerprint"])
     print(f"yolopipe train: {plan.message}", flush=True)
+    mlflow = MlflowMirror.open(params.mlflow_uri, params.model_dump(mode="json", exclude={"mlflow_uri"}),
+                               {"yolopipe.fingerprint": stamp["fingerprint"],
+                                "yolopipe.resumed_at_epoch": str(plan.start_epoch + 1 if plan.checkpoint else 0)})
+    run = replace(run, mlflow=mlflow)
+    status = "FAILED"
     try:
         result = _fit(run, plan)
+        status = "FINISHED"
     except TrainingInterrupted as stop:  # a spot instance's notice: get the last finished epoch off the box
+        status = "KILLED"
         if checkpoints and stop.completed > 0:
             checkpoints.after_epoch(stop.completed - 1, run.last, live_dir, force=True)
         raise
     finally:
         if checkpoints:
             checkpoints.wait()
+        if mlflow:
+            mlflow.close([run.best, models_dir / "train_args.yaml"] if status == "FINISHED" else [], status)
     if checkpoints:
         checkpoints.forget()
     return result
@@ -134,7 +146,7 @@ def _fit(run: TrainRun, plan: ResumePlan) -> TrainResult:
     with stopper.installed(), Live(dir=str(run.live_dir), dvcyaml=None, save_dvc_exp=False, report=None,
                                    resume=resuming) as live:
         live.step = plan.start_epoch
-        logger = EpochLogger(live)
+        logger = EpochLogger(live, run.mlflow)
         model.add_callback("on_pretrain_routine_start", use_every_core_on_cpu)
         model.add_callback("on_train_epoch_start", stopper.check)
         model.add_callback("on_train_epoch_start", logger.on_train_epoch_start)
@@ -238,19 +250,24 @@ def use_every_core_on_cpu(trainer) -> None:
 
 
 class EpochLogger:
-    """One dvclive step per training epoch. Ultralytics fires on_fit_epoch_end once more after training,
-    for its final validation of best.pt: those figures become the summary, not an extra step."""
+    """One dvclive step (and MLflow step, with the mirror) per training epoch. Ultralytics fires
+    on_fit_epoch_end once more after training, for its final validation of best.pt: those figures become the
+    summary, not an extra step."""
 
-    def __init__(self, live) -> None:
+    def __init__(self, live, mlflow: MlflowMirror | None = None) -> None:
         self.live = live
+        self.mlflow = mlflow
         self.in_epoch = False
 
     def on_train_epoch_start(self, trainer) -> None:
         self.in_epoch = True
 
     def on_fit_epoch_end(self, trainer) -> None:
-        for name, value in _epoch_metrics(trainer).items():
+        metrics = _epoch_metrics(trainer)
+        for name, value in metrics.items():
             self.live.log_metric(name, value, plot=self.in_epoch)
         if self.in_epoch:
+            if self.mlflow:
+                self.mlflow.log_epoch(metrics, self.live.step)
             self.live.next_step()
         self.in_epoch = False

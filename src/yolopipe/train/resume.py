@@ -22,7 +22,7 @@ from yolopipe.dvchashes import dataset_md5
 from yolopipe.params import TrainParams
 
 # Settings that may differ between the machine that started a run and the one that continues it.
-PER_MACHINE = {"device", "workers", "max_hours", "checkpoint_every"}
+PER_MACHINE = {"device", "workers", "max_hours", "checkpoint_every", "mlflow_uri"}
 STAMP_KEY = "yolopipe"  # our key inside the checkpoint dict; Ultralytics ignores unknown keys
 
 
