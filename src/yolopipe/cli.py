@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: the baseline's `dvc exp` experiments, or the workspace without --base)")
     report.add_argument("-o", "--out", type=Path, default=Path("report.md"),
                         help="markdown file; charts go to <name>_charts/ beside it (default: report.md)")
+    sweep = command("sweep", _sweep, "hyperparameter search on Ray Tune, every trial a DVC experiment")
+    sweep.add_argument("sweep_file", type=Path, help="the search space and scheduler, e.g. sweep.yaml")
     command("lockdiff", _lockdiff, "after dvc repro: which outputs differ from the committed dvc.lock, and why")
     remote = command("remote", None, "DVC remote tools").add_subparsers(dest="action", required=True,
                                                                          metavar="ACTION")
@@ -108,9 +110,10 @@ def _train(args) -> int:
     from yolopipe.train.resume import TrainingInterrupted
 
     params = load_params(args.params)
+    stop_file = os.environ.get(paths.STOP_FILE_ENV) or None  # set by `yolopipe sweep` for its trials
     try:
         result = train(params.train, paths.STAGED_ROOT / "data.yaml", paths.MODELS_DIR, paths.TRAIN_DIR,
-                       paths.SCRATCH_DIR)
+                       paths.SCRATCH_DIR, Path(stop_file) if stop_file else None)
     except TrainingInterrupted as stop:  # a spot instance's SIGTERM, or Ctrl-C: resumable, not an error
         print(f"yolopipe train: {stop}", file=sys.stderr)
         return stop.exit_code
@@ -141,6 +144,14 @@ def _report(args) -> None:
     from yolopipe.report import write_report
 
     print(write_report(args.base, args.exp, args.out).summary)
+
+
+def _sweep(args) -> int:
+    from yolopipe.sweep import run_sweep
+
+    result = run_sweep(args.sweep_file, Path.cwd(), args.params)
+    print(result.summary)
+    return 0 if result.best is not None else 1
 
 
 def _lockdiff(args) -> None:

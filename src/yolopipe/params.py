@@ -175,6 +175,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise PipelineError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path, line=line) from None
     if not isinstance(raw, dict):
         raise PipelineError("expected a mapping of sections (data, train, ...)", path=path)
+    return check_params(raw, path)
+
+
+def check_params(raw: dict, path: str | Path = "params.yaml") -> Params:
+    """Check an already parsed params mapping (params.yaml, possibly with overrides applied); raise
+    PipelineError naming every bad key, `path` saying where the values came from."""
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
