@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--repo", default=".", help="project path or git URL (default: this project)")
     fetch.add_argument("-o", "--out", type=Path, default=Path("model"), help="directory (default: model)")
     fetch.add_argument("-f", "--force", action="store_true", help="overwrite files already there")
+    sweep = command("sweep", _sweep, "hyperparameter search on Ray Tune, every trial a DVC experiment")
+    sweep.add_argument("sweep_file", type=Path, help="the search space and scheduler, e.g. sweep.yaml")
     command("lockdiff", _lockdiff, "after dvc repro: which outputs differ from the committed dvc.lock, and why")
     remote = command("remote", None, "DVC remote tools").add_subparsers(dest="action", required=True,
                                                                          metavar="ACTION")
@@ -160,9 +162,11 @@ def _train(args) -> int:
 
     params = load_params(args.params)
     mirror_dir = os.environ.get(paths.CHECKPOINT_DIR_ENV) or None
+    stop_file = os.environ.get(paths.STOP_FILE_ENV) or None  # set by `yolopipe sweep` for its trials
     try:
         result = train(params.train, paths.STAGED_ROOT / "data.yaml", paths.MODELS_DIR, paths.TRAIN_DIR,
-                       paths.SCRATCH_DIR, Path(mirror_dir) if mirror_dir else None)
+                       paths.SCRATCH_DIR, mirror_dir=Path(mirror_dir) if mirror_dir else None,
+                       stop_file=Path(stop_file) if stop_file else None)
     except TrainingInterrupted as stop:  # a spot instance's SIGTERM, or Ctrl-C: resumable, not an error
         print(f"yolopipe train: {stop}", file=sys.stderr)
         return stop.exit_code
@@ -205,6 +209,14 @@ def _fetch(args) -> None:
     from yolopipe.registry import fetch
 
     print(fetch(args.repo, args.out, args.stage, args.version, args.force).summary)
+
+
+def _sweep(args) -> int:
+    from yolopipe.sweep import run_sweep
+
+    result = run_sweep(args.sweep_file, Path.cwd(), args.params)
+    print(result.summary)
+    return 0 if result.best is not None else 1
 
 
 def _lockdiff(args) -> None:

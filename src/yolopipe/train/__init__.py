@@ -63,6 +63,8 @@ class TrainRun:
     """A local directory kept in step after every epoch (YOLOPIPE_CHECKPOINT_DIR), or None."""
     mlflow: MlflowMirror | None = None
     """The MLflow mirror (train.mlflow_uri), or None."""
+    stop_file: Path | None = None
+    """When this file appears, training finishes after the epoch in progress (a sweep's early stop)."""
 
     @property
     def best(self) -> Path:
@@ -74,18 +76,20 @@ class TrainRun:
 
 
 def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path,
-          scratch_dir: Path, mirror_dir: Path | None = None) -> TrainResult:
+          scratch_dir: Path, mirror_dir: Path | None = None, stop_file: Path | None = None) -> TrainResult:
     """Train a detector on `data_yaml`; write best.pt/last.pt to `models_dir`, dvclive files to `live_dir`.
     An unfinished models/last.pt from the same params and data is continued (see yolopipe.train.resume); when
     there is none, the one in `mirror_dir` (see yolopipe.train.mirror) or, with train.checkpoint_every, the one
-    this run left on the DVC remote (see yolopipe.train.checkpoints)."""
+    this run left on the DVC remote (see yolopipe.train.checkpoints).
+    Once `stop_file` exists, training ends after the epoch in progress, as at a train.max_hours budget."""
     model_source = resolve_model(params.model)
     load_ultralytics(scratch_dir / "ultralytics")
     models_dir.mkdir(parents=True, exist_ok=True)
     stamp = {"fingerprint": fingerprint(params, data_yaml.parent)}
     checkpoints = RemoteCheckpoints.open(Path.cwd(), stamp["fingerprint"], params.checkpoint_every, scratch_dir)
     mirror = CheckpointMirror(mirror_dir) if mirror_dir else None
-    run = TrainRun(params, data_yaml, model_source, models_dir, live_dir, scratch_dir, stamp, checkpoints, mirror)
+    run = TrainRun(params, data_yaml, model_source, models_dir, live_dir, scratch_dir, stamp, checkpoints, mirror,
+                   stop_file=stop_file)
     if mirror and mirror.restore(run.last, live_dir):
         print(f"yolopipe train: restored {run.last} from {mirror.root}", flush=True)
     plan = plan_resume(run.last, stamp["fingerprint"])
@@ -132,6 +136,12 @@ def _fit(run: TrainRun, plan: ResumePlan) -> TrainResult:
         save_portable_checkpoint(Path(trainer.last), last, run.stamp)
         stopper.completed = trainer.epoch + 1
 
+    def finish_when_asked(trainer) -> None:  # before Ultralytics' end-of-epoch stop check
+        if run.stop_file is not None and run.stop_file.exists() and not trainer.stop:
+            print(f"yolopipe train: {run.stop_file} asks to finish; stopping after epoch {trainer.epoch + 1}",
+                  flush=True)
+            trainer.stop = True
+
     def upload_checkpoint(trainer) -> None:  # after the epoch's dvclive step, so the curves go with it
         if run.mirror and stopper.completed:
             try:
@@ -155,6 +165,7 @@ def _fit(run: TrainRun, plan: ResumePlan) -> TrainResult:
         model.add_callback("on_fit_epoch_end", logger.on_fit_epoch_end)
         model.add_callback("on_fit_epoch_end", upload_checkpoint)
         model.add_callback("on_fit_epoch_end", stopper.check)
+        model.add_callback("on_fit_epoch_end", finish_when_asked)
         model.train(
             data=str(run.data_yaml.resolve()), epochs=params.epochs, imgsz=params.imgsz, batch=params.batch,
             device=None if params.device == "auto" else params.device, workers=params.workers, seed=params.seed,
@@ -242,11 +253,12 @@ def _epoch_metrics(trainer) -> dict[str, float]:
 
 def use_every_core_on_cpu(trainer) -> None:
     """Ultralytics trains on cores-1 torch threads (1 on a 2-core box); all of them measured 1.57x faster
-    per epoch on 2 idle cores (bench/cpu_threads.py)."""
+    per epoch on 2 idle cores (bench/cpu_threads.py). OMP_NUM_THREADS, when set (a sweep sets it to the
+    trial's CPUs, so concurrent trials do not oversubscribe the cores), wins."""
     if trainer.device.type == "cpu":
         import torch
 
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1)
 
 
 class EpochLogger:

@@ -1,0 +1,156 @@
+"""`yolopipe sweep`: the space is checked before any trial, then real sweeps on a local Ray (2 CPUs) whose
+trials are real `dvc exp run`s of this project on a tiny dataset."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from yolopipe.errors import PipelineError
+from yolopipe.sweep.config import load_sweep
+from yolopipe.sweep.trial import read_series
+
+from conftest import GIT, TINY_TRAIN, copy_project, guarded_env, run
+
+YOLOPIPE = [sys.executable, "-m", "yolopipe.cli"]
+
+
+def _write(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_unknown_key_fails_before_any_trial_naming_it(tmp_path):
+    sweep = _write(tmp_path / "sweep.yaml", {"space": {"train.lr0": {"loguniform": [1e-4, 0.1]},
+                                                       "train.lr00": {"choice": [0.1]}}})
+    with pytest.raises(PipelineError, match=r"(?s)space\.train\.lr00 .*unknown key; did you mean 'lr0'"):
+        load_sweep(sweep, Path("params.yaml"))
+
+
+@pytest.mark.parametrize(("space", "message"), [
+    ({"trian.lr0": {"grid": [0.1]}}, r"trian: unknown key"),
+    ({"train.imgsz": {"grid": [64, 100]}}, r"(?s)train\.imgsz = 100 .*multiple of 32"),
+    ({"train.epochs": {"uniform": [2, 8]}}, r"(?s)train\.epochs = .*valid integer"),  # a draw would be 4.22
+    ({"train.lr0": {"loguniform": [0, 1]}}, r"low must be above 0"),
+    ({"train.lr0": {"normal": [0, 1]}}, r"exactly one of grid, choice, uniform, loguniform"),
+    ({"lr0": {"grid": [0.1]}}, r"expected section\.key"),
+])
+def test_bad_space_names_the_key(tmp_path, space, message):
+    with pytest.raises(PipelineError, match=message):
+        load_sweep(_write(tmp_path / "sweep.yaml", {"space": space}), Path("params.yaml"))
+
+
+def test_bad_metric_or_searcher_mix_is_an_error(tmp_path):
+    with pytest.raises(PipelineError, match="metric 'mAP50-95' is not a per-epoch"):
+        load_sweep(_write(tmp_path / "a.yaml", {"space": {"train.lr0": {"grid": [0.1]}}, "metric": "mAP50-95"}))
+    with pytest.raises(PipelineError, match="optuna cannot take"):
+        load_sweep(_write(tmp_path / "b.yaml", {"space": {"train.lr0": {"grid": [0.1]}}, "searcher": "optuna"}))
+
+
+def test_cli_reports_the_error_without_traceback(tmp_path):
+    sweep = _write(tmp_path / "sweep.yaml", {"space": {"train.epoch": {"grid": [1]}}})
+    result = run([*YOLOPIPE, "sweep", str(sweep)], Path(__file__).parents[1], check=False)
+    assert result.returncode == 1
+    assert "train.epoch: unknown key; did you mean 'epochs'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_read_series_skips_the_line_being_written(tmp_path):
+    tsv = tmp_path / "pg0.tsv"
+    tsv.write_text("timestamp\tstep\tpg0\n1\t0\t0.5\n2\t1\t0.25\n3\t2\t0.1")  # the last row has no newline yet
+    assert read_series(tsv) == [(1, 0.5), (2, 0.25)]
+    assert read_series(tmp_path / "missing.tsv") == []
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """This repository with a tiny dataset in git, 4 SGD epochs at imgsz 64, committed."""
+    env, log = guarded_env(tmp_path_factory.mktemp("netguard"))
+    root = copy_project(tmp_path_factory.mktemp("sweep"),
+                        {"train": {**TINY_TRAIN, "epochs": 4, "optimizer": "SGD"}, "data": {"root": "data/tiny"}})
+    run([*YOLOPIPE, "synth", "data/tiny", "--train", "16", "--val", "8", "--test", "8",
+         "--width", "64", "--height", "64", "--seed", "1"], root, env)
+    # This repository's dvc.lock names outputs this copy's cache does not have (`dvc exp show` would look for
+    # them on the placeholder remote): the baseline is a commit that was never reproduced.
+    (root / "dvc.lock").unlink()
+    run(["git", "add", "-A"], root)
+    run([*GIT, "commit", "-q", "-m", "tiny sweep project"], root)
+    return root, env, log
+
+
+# Ray's usage-stats module (the one process include_dashboard=False still starts) asks the cloud metadata
+# servers which cloud it is on, even with usage stats off; it sends nothing and fails harmlessly offline.
+RAY_CLOUD_PROBES = {"getaddrinfo 169.254.169.254", "getaddrinfo metadata.google.internal"}
+
+
+def _refused(log: Path) -> set[str]:
+    return {line.split(" ", 1)[1] for line in log.read_text().splitlines()}
+
+
+def _experiments(root: Path, env: dict) -> dict[str, dict]:
+    """name -> {params, metrics} of every experiment `dvc exp show` lists."""
+    rows = json.loads(run(["dvc", "exp", "show", "--json"], root, env).stdout)
+    found = {}
+    for row in rows:
+        for exp in row.get("experiments") or []:
+            rev = exp["revs"][0]
+            data = rev.get("data") or {}
+            params = data.get("params", {}).get("params.yaml", {}).get("data", {})
+            metrics = {path: value.get("data", {}) for path, value in (data.get("metrics") or {}).items()}
+            found[exp.get("name") or rev["name"]] = {"params": params, "metrics": metrics}
+    return found
+
+
+@pytest.mark.slow
+def test_asha_stops_two_of_four_trials_and_all_four_are_experiments(project):
+    """The metric is the weight group's learning rate, lr/pg0, which during warmup is train.lr0 times a
+    factor that depends only on the iteration: a real per-epoch dvclive series whose ranking is known in
+    advance, so ASHA's decisions are too. The grid crosses lr0 with train.deterministic (which leaves the
+    schedule alone); Tune varies the first key fastest, so the two lr0=0.01 trials run side by side first and
+    tie at epoch 1 (ASHA stops only below the median), then the two lr0=0.0005 trials fall below it and are
+    stopped at epoch 1, finishing epoch 2 at most."""
+    root, env, log = project
+    sweep = _write(root / "sweep.yaml", {
+        "name": "lr", "space": {"train.deterministic": {"grid": [True, False]},
+                                "train.lr0": {"grid": [0.01, 0.0005]}},
+        "searcher": "grid", "metric": "lr/pg0", "mode": "max", "scheduler": "asha", "grace_period": 1,
+        "reduction_factor": 2, "max_concurrent": 2, "cpus_per_trial": 1})
+    result = run([*YOLOPIPE, "sweep", str(sweep)], root, env)
+    printed = result.stdout
+    experiments = _experiments(root, env)
+    ours = [exp for name, exp in experiments.items() if name.startswith("lr-")]
+    assert len(ours) == 4, (printed, experiments)
+    assert sorted((exp["params"]["train"]["lr0"], exp["params"]["train"]["deterministic"]) for exp in ours) == \
+        [(0.0005, False), (0.0005, True), (0.01, False), (0.01, True)]
+    for exp in ours:
+        lr, summary = exp["params"]["train"]["lr0"], exp["metrics"]["results/train/metrics.json"]
+        if lr == 0.01:
+            assert summary["epochs_completed"] == 4 and summary["stopped_early"] == 0, (lr, summary)
+        else:
+            assert summary["epochs_completed"] < 4 and summary["stopped_early"] == 1, (lr, summary)
+        assert "mAP50-95" in exp["metrics"]["results/evaluate/metrics.json"]  # evaluate ran: a whole experiment
+    summary = printed[printed.index("sweep lr: 4 trials"):]  # after Tune's progress tables
+    assert summary.count(" stopped early ") == 2 and summary.count(" completed ") == 2, summary
+    assert "train.lr0=0.01" in summary.split("best:")[1], summary
+    assert _refused(log) <= RAY_CLOUD_PROBES, "a trial tried to reach the network"
+
+
+@pytest.mark.slow
+def test_a_crashing_trial_is_recorded_failed_with_its_log_and_the_sweep_goes_on(project):
+    root, env, _ = project
+    sweep = _write(root / "crash.yaml", {
+        "name": "crash", "space": {"train.model": {"grid": ["yolo11n.yaml", "no-such-model.yaml"]},
+                                   "train.epochs": {"grid": [1]}},
+        "searcher": "grid", "metric": "val/mAP50", "max_concurrent": 2})
+    result = run([*YOLOPIPE, "sweep", str(sweep)], root, env)
+    summary = result.stdout[result.stdout.index("sweep crash: 2 trials"):]
+    failed = [line for line in summary.splitlines() if " failed " in line]
+    assert len(failed) == 1 and "no-such-model.yaml" in failed[0], result.stdout
+    log = Path(failed[0].split("(log: ")[1].rstrip(")"))
+    assert log.is_file() and "no-such-model.yaml" in log.read_text()
+    assert "dvc exp run exited" in failed[0]
+    names = [name for name in _experiments(root, env) if name.startswith("crash-")]
+    assert len(names) == 1, names  # the good trial is an experiment, the crashed one left none
+    assert "model=yolo11n.yaml" in summary.split("best:")[1]
