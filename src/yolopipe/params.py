@@ -198,16 +198,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return check_params(raw, path)
 
 
-def check_params(raw: object, path: str | Path) -> Params:
-    """Check parsed params (params.yaml's content, maybe with overrides); errors name `path` and the key."""
+def check_params(raw: object, path: str | Path = "params.yaml") -> Params:
+    """Check parsed params (params.yaml's content, maybe with overrides); errors name `path` and every bad key."""
     if not isinstance(raw, dict):
         raise PipelineError("expected a mapping of sections (data, train, ...)", path=path)
-    return check_params(raw, path)
-
-
-def check_params(raw: dict, path: str | Path = "params.yaml") -> Params:
-    """Check an already parsed params mapping (params.yaml, possibly with overrides applied); raise
-    PipelineError naming every bad key, `path` saying where the values came from."""
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
