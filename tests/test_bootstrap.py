@@ -74,12 +74,13 @@ def test_bad_arguments_and_a_missing_key_fail_with_a_reason(box):
 
 
 @pytest.mark.slow
-def test_pipeline_step_twice_pushes_once_and_redoes_nothing(box, tmp_path):
-    """The pipeline step for real, against a local remote, with tiny params: the second run (a re-run after a
-    reboot) pulls, finds every stage unchanged and pushes nothing new."""
+def test_pipeline_step_twice_pushes_once_and_redoes_nothing(box, tmp_path, tiny_dataset):
+    """The pipeline step for real, against a local remote, with tiny params and data: the second run (a re-run
+    after a reboot) pulls, finds every stage unchanged and pushes nothing new."""
     project, env = box
     params = project / "params.yaml"
-    params.write_text(params.read_text().replace("epochs: 40", "epochs: 2").replace("imgsz: 160", "imgsz: 64"))
+    params.write_text(params.read_text().replace("epochs: 40", "epochs: 2").replace("imgsz: 160", "imgsz: 64")
+                      .replace("root: data/sample", f"root: {tiny_dataset}"))
     run(["dvc", "remote", "add", "--local", "-d", "box", str(tmp_path / "remote")], project, env)
     env["YOLOPIPE_STAGE_DIR"] = str(tmp_path / "nvme")
     first = run([*SCRIPT, "--only", "pipeline"], project, env)
