@@ -128,6 +128,10 @@ def test_versions_bump_the_patch_and_a_stage_moves_back_on_rollback(project):
     rollback = promote(project, "prod", rev=first)
     assert (rollback.version, rollback.commit) == ("v1.2.0", first)
     assert fetch(".", project / "deploy", stage="prod").commit == first
+    with pytest.raises(PipelineError, match="would overwrite .*best.pt"):
+        fetch(".", project / "deploy", version="v1.2.1")
+    assert fetch(".", project / "deploy", version="v1.2.1", force=True).version == "v1.2.1"
+    assert (project / "deploy" / "best.pt").read_bytes() == b"weights 2"
     with pytest.raises(PipelineError, match="registered as yolo-detector v1.2.0 already, not v2.0.0"):
         promote(project, "dev", version="v2.0.0", rev=first)
 
