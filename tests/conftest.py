@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,16 @@ def trained(tmp_path_factory, tiny_dataset) -> TrainedRun:
         return TrainedRun(workdir, tiny_dataset)
     finally:
         os.chdir(cwd)
+
+
+def kill_stage_midway(source: Path, staged: Path, stage_params: str = "") -> None:
+    """Run `stage(source, staged[, StageParams(...)])` in a child and kill -9 it once 300 train images exist."""
+    code = ("import sys; from pathlib import Path; from yolopipe.stage import stage; "
+            "from yolopipe.params import StageParams; "
+            f"stage(Path(sys.argv[1]), Path(sys.argv[2]), StageParams({stage_params}))")
+    child = subprocess.Popen([sys.executable, "-c", code, str(source), str(staged)])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(staged.glob("images/train/*"))) < 300:
+        time.sleep(0.002)
+    child.send_signal(signal.SIGKILL)
+    child.wait()

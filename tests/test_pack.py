@@ -5,11 +5,7 @@ import hashlib
 import io
 import json
 import shutil
-import signal
-import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +21,7 @@ from yolopipe.paths import STAGE_MARKER
 from yolopipe.stage import stage
 from yolopipe.synth import synthesize
 
-from conftest import tree_digest
+from conftest import kill_stage_midway, tree_digest
 
 
 def staged_digest(root: Path) -> dict[str, str]:
@@ -165,14 +161,7 @@ def test_killed_extraction_is_never_trusted_and_the_next_run_completes_it(tmp_pa
     synthesize(source, {"train": 3000, "val": 10}, width=32, height=32, seed=2)
     shards = pack(source, PackParams(shard_mb=1)).shards_dir
     staged = tmp_path / "staged"
-    code = ("import sys; from pathlib import Path; from yolopipe.stage import stage; "
-            "stage(Path(sys.argv[1]), Path(sys.argv[2]))")
-    child = subprocess.Popen([sys.executable, "-c", code, str(shards), str(staged)])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(staged.glob("images/train/*"))) < 300:
-        time.sleep(0.002)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    kill_stage_midway(shards, staged)
     assert not json.loads((staged / STAGE_MARKER).read_text())["complete"]
     assert len(list(staged.rglob("*.jpg"))) < 3010
     result = stage(shards, staged)

@@ -1,11 +1,9 @@
 import io
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from yolopipe.stage import stage
 from yolopipe.stage.copy_engine import check_free_space
 from yolopipe.synth import synthesize
 
-from conftest import tree_digest
+from conftest import kill_stage_midway, tree_digest
 
 COPY = StageParams(link=False)
 
@@ -204,15 +202,7 @@ def test_killed_staging_is_never_trusted_and_the_next_run_completes_it(tmp_path)
     source = tmp_path / "source"
     synthesize(source, {"train": 3000, "val": 10}, width=32, height=32, seed=2)
     staged = tmp_path / "staged"
-    code = ("import sys; from pathlib import Path; from yolopipe.stage import stage; "
-            "from yolopipe.params import StageParams; stage(Path(sys.argv[1]), Path(sys.argv[2]), "
-            "StageParams(link=False))")
-    child = subprocess.Popen([sys.executable, "-c", code, str(source), str(staged)])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(staged.glob("images/train/*"))) < 300:
-        time.sleep(0.005)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    kill_stage_midway(source, staged, "link=False")
     assert not json.loads((staged / MARKER).read_text())["complete"]  # a killed copy is never trusted
     assert len(list(staged.glob("images/train/*.jpg"))) < 3000
     # What the next run keeps: files with the source's size and mtime. Each of them must be complete.
