@@ -110,7 +110,8 @@ def test_asha_stops_two_of_four_trials_and_all_four_are_experiments(project):
     advance, so ASHA's decisions are too. The grid crosses lr0 with train.deterministic (which leaves the
     schedule alone); Tune varies the first key fastest, so the two lr0=0.01 trials run side by side first and
     tie at epoch 1 (ASHA stops only below the median), then the two lr0=0.0005 trials fall below it and are
-    stopped at epoch 1, finishing epoch 2 at most."""
+    stopped at epoch 1. Training waits at each epoch for ASHA's decision, so they end after exactly 1 epoch
+    however loaded the machine is."""
     root, env, log = project
     sweep = _write(root / "sweep.yaml", {
         "name": "lr", "space": {"train.deterministic": {"grid": [True, False]},
@@ -129,7 +130,7 @@ def test_asha_stops_two_of_four_trials_and_all_four_are_experiments(project):
         if lr == 0.01:
             assert summary["epochs_completed"] == 4 and summary["stopped_early"] == 0, (lr, summary)
         else:
-            assert summary["epochs_completed"] < 4 and summary["stopped_early"] == 1, (lr, summary)
+            assert summary["epochs_completed"] == 1 and summary["stopped_early"] == 1, (lr, summary)
         assert "mAP50-95" in exp["metrics"]["results/evaluate/metrics.json"]  # evaluate ran: a whole experiment
     summary = printed[printed.index("sweep lr: 4 trials"):]  # after Tune's progress tables
     assert summary.count(" stopped early ") == 2 and summary.count(" completed ") == 2, summary

@@ -159,14 +159,14 @@ def _pack(args) -> None:
 def _train(args) -> int:
     from yolopipe.train import train
     from yolopipe.train.resume import TrainingInterrupted
+    from yolopipe.train.sweep_control import SweepControl
 
     params = load_params(args.params)
     mirror_dir = os.environ.get(paths.CHECKPOINT_DIR_ENV) or None
-    stop_file = os.environ.get(paths.STOP_FILE_ENV) or None  # set by `yolopipe sweep` for its trials
     try:
         result = train(params.train, paths.STAGED_ROOT / "data.yaml", paths.MODELS_DIR, paths.TRAIN_DIR,
                        paths.SCRATCH_DIR, mirror_dir=Path(mirror_dir) if mirror_dir else None,
-                       stop_file=Path(stop_file) if stop_file else None)
+                       sweep=SweepControl.from_env())  # set by `yolopipe sweep` for its trials
     except TrainingInterrupted as stop:  # a spot instance's SIGTERM, or Ctrl-C: resumable, not an error
         print(f"yolopipe train: {stop}", file=sys.stderr)
         return stop.exit_code

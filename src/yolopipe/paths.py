@@ -5,6 +5,7 @@ from pathlib import Path
 STAGED_ROOT = Path("data/staged")  # the local copy training reads (a DVC output, never the source)
 STAGE_DIR_ENV = "YOLOPIPE_STAGE_DIR"  # a machine's local staging disk; STAGED_ROOT then links into it
 STOP_FILE_ENV = "YOLOPIPE_STOP_FILE"  # a sweep trial asks training to finish after this epoch by creating the file
+EPOCH_GATE_ENV = "YOLOPIPE_EPOCH_GATE"  # training waits after each epoch until a sweep trial has judged it there
 STAGE_MARKER = ".yolopipe-stage.json"  # the staged copy's trust marker; in .dvcignore (machine-specific mtimes)
 CHECKPOINT_DIR_ENV = "YOLOPIPE_CHECKPOINT_DIR"  # a directory the platform syncs off the box (SageMaker's)
 MODELS_DIR = Path("models")

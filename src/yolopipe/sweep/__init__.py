@@ -137,7 +137,7 @@ def _job(config: SweepConfig, project: Path) -> TrialJob:
     workdir = config.workdir or project / paths.SCRATCH_DIR / "sweeps" / config.name
     stage_dir = os.environ.get(paths.STAGE_DIR_ENV) or None
     return TrialJob(config.name, source, baseline, cache, str(Path(workdir).resolve()), config.objective[0],
-                    max(1, int(config.cpus_per_trial)), stage_dir)
+                    max(1, int(config.cpus_per_trial)), stage_dir, judged=config.scheduler == "asha")
 
 
 def _space(config: SweepConfig) -> dict:

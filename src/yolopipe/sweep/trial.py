@@ -3,7 +3,8 @@
 The clone starts at the sweep's baseline commit; the experiment is pushed to the project (or its git
 remote) only once `dvc exp run` has committed it, as one ref update, so a trial cut off anywhere leaves
 no experiment behind. While it runs, the trial reads the per-epoch dvclive series and reports each new
-epoch to Tune, and asks training to finish early when ASHA says so (see yolopipe.sweep.asha).
+epoch to Tune; under ASHA it holds training at each epoch until the scheduler has judged it, and asks
+training to finish early when ASHA says so (see yolopipe.sweep.asha, yolopipe.train.sweep_control).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 from yolopipe import paths
 
 STOP_BOARD = "yolopipe-stop-requests"  # the named Ray actor holding ASHA's stop requests (sweep/asha.py)
-POLL_S = 1.0
+POLL_S = 0.25
+DECISION_TIMEOUT_S = 300  # Tune's controller judges a result within seconds; past this the trial goes on
 GRACE_S = 60  # after SIGTERM: training stops at a batch boundary, DVC exits; then SIGKILL
 
 
@@ -41,6 +43,8 @@ class TrialJob:
     threads: int
     stage_dir: str | None
     """YOLOPIPE_STAGE_DIR of the driver; each trial stages into its own folder under it."""
+    judged: bool = False
+    """A scheduler (ASHA) judges every epoch: training waits for each decision."""
 
 
 class TrialFailed(RuntimeError):
@@ -69,13 +73,17 @@ def run_trial(config: dict, job: TrialJob) -> None:
     repo = _clone(job, home / "repo", log_path)
     overrides = [arg for key, value in sorted(config.items()) for arg in ("-S", f"{key}={_yaml_value(value)}")]
     command = ["dvc", "exp", "run", "-n", name, *overrides, *([] if job.shared_cache else ["--pull"])]
-    stop_file = home / "stop-requested"
+    stop_file, gate_file = home / "stop-requested", home / "epoch-judged"
     stop_file.unlink(missing_ok=True)
+    gate_file.unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(job.threads), paths.STOP_FILE_ENV: str(stop_file)}
     env.pop(paths.STAGE_DIR_ENV, None)
+    env.pop(paths.EPOCH_GATE_ENV, None)
     if job.stage_dir:  # concurrent trials must not share one staged copy
         env[paths.STAGE_DIR_ENV] = str(Path(job.stage_dir) / name)
-    board = ray.get_actor(STOP_BOARD) if _has_actor(STOP_BOARD) else None
+    board = ray.get_actor(STOP_BOARD) if job.judged else None
+    if board is not None:
+        env[paths.EPOCH_GATE_ENV] = str(gate_file)
     with log_path.open("a") as log:
         log.write(f"$ {' '.join(command)}\n")
         log.flush()
@@ -90,10 +98,10 @@ def run_trial(config: dict, job: TrialJob) -> None:
             for epoch, value in read_series(series)[reported:]:
                 tune.report({job.metric: value, "epoch": epoch})
                 reported, last = epoch, value
+                if board is not None and not done:
+                    _pass_on_decision(board, trial_id, epoch, process, stop_file, gate_file, log_path)
             if done:
                 break
-            if board is not None and not stop_file.exists() and ray.get(board.asked.remote(trial_id)) is not None:
-                stop_file.write_text("ASHA\n")
             time.sleep(POLL_S)
     finally:
         stop_group(process)
@@ -107,6 +115,27 @@ def run_trial(config: dict, job: TrialJob) -> None:
                  "stop_requested": stop_file.exists(), "epochs_completed": summary.get("epochs_completed"),
                  "stopped_early": summary.get("stopped_early"), "evaluate/mAP50-95": evaluation.get("mAP50-95")})
     shutil.rmtree(repo, ignore_errors=True)  # the experiment lives in the project now; the log stays
+
+
+def _pass_on_decision(board, trial_id: str, epoch: int, process: subprocess.Popen, stop_file: Path,
+                      gate_file: Path, log_path: Path) -> None:
+    """Wait for ASHA's decision on `epoch`; on a stop, touch the stop file; then let training past the epoch."""
+    import ray
+
+    deadline = time.monotonic() + DECISION_TIMEOUT_S
+    while (stop := ray.get(board.decision.remote(trial_id, epoch))) is None:
+        if process.poll() is not None:
+            return
+        if time.monotonic() > deadline:
+            with log_path.open("a") as log:
+                log.write(f"yolopipe sweep: no decision on epoch {epoch} after {DECISION_TIMEOUT_S} s; going on\n")
+            break
+        time.sleep(0.05)
+    if stop and not stop_file.exists():
+        stop_file.write_text(f"ASHA, at epoch {epoch}\n")
+    partial = gate_file.with_name(gate_file.name + ".partial")
+    partial.write_text(f"{epoch}\n")
+    partial.replace(gate_file)  # training never reads half a number
 
 
 def read_series(tsv: Path) -> list[tuple[int, float]]:
@@ -201,13 +230,3 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return {}
-
-
-def _has_actor(name: str) -> bool:
-    import ray
-
-    try:
-        ray.get_actor(name)
-    except ValueError:
-        return False
-    return True

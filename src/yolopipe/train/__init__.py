@@ -22,6 +22,7 @@ from yolopipe.train.resume import (
     fingerprint,
     plan_resume,
 )
+from yolopipe.train.sweep_control import SweepControl
 from yolopipe.ultra import load_ultralytics
 
 
@@ -63,8 +64,8 @@ class TrainRun:
     """A local directory kept in step after every epoch (YOLOPIPE_CHECKPOINT_DIR), or None."""
     mlflow: MlflowMirror | None = None
     """The MLflow mirror (train.mlflow_uri), or None."""
-    stop_file: Path | None = None
-    """When this file appears, training finishes after the epoch in progress (a sweep's early stop)."""
+    sweep: SweepControl | None = None
+    """A sweep trial's early stop and epoch gate (yolopipe.train.sweep_control), or None."""
 
     @property
     def best(self) -> Path:
@@ -76,12 +77,12 @@ class TrainRun:
 
 
 def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path,
-          scratch_dir: Path, mirror_dir: Path | None = None, stop_file: Path | None = None) -> TrainResult:
+          scratch_dir: Path, mirror_dir: Path | None = None, sweep: SweepControl | None = None) -> TrainResult:
     """Train a detector on `data_yaml`; write best.pt/last.pt to `models_dir`, dvclive files to `live_dir`.
     An unfinished models/last.pt from the same params and data is continued (see yolopipe.train.resume); when
     there is none, the one in `mirror_dir` (see yolopipe.train.mirror) or, with train.checkpoint_every, the one
     this run left on the DVC remote (see yolopipe.train.checkpoints).
-    Once `stop_file` exists, training ends after the epoch in progress, as at a train.max_hours budget."""
+    A sweep trial's `sweep` control can end training after any epoch, as at a train.max_hours budget."""
     model_source = resolve_model(params.model)
     load_ultralytics(scratch_dir / "ultralytics")
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path
     checkpoints = RemoteCheckpoints.open(Path.cwd(), stamp["fingerprint"], params.checkpoint_every, scratch_dir)
     mirror = CheckpointMirror(mirror_dir) if mirror_dir else None
     run = TrainRun(params, data_yaml, model_source, models_dir, live_dir, scratch_dir, stamp, checkpoints, mirror,
-                   stop_file=stop_file)
+                   sweep=sweep)
     if mirror and mirror.restore(run.last, live_dir):
         print(f"yolopipe train: restored {run.last} from {mirror.root}", flush=True)
     plan = plan_resume(run.last, stamp["fingerprint"])
@@ -136,12 +137,6 @@ def _fit(run: TrainRun, plan: ResumePlan) -> TrainResult:
         save_portable_checkpoint(Path(trainer.last), last, run.stamp)
         stopper.completed = trainer.epoch + 1
 
-    def finish_when_asked(trainer) -> None:  # before Ultralytics' end-of-epoch stop check
-        if run.stop_file is not None and run.stop_file.exists() and not trainer.stop:
-            print(f"yolopipe train: {run.stop_file} asks to finish; stopping after epoch {trainer.epoch + 1}",
-                  flush=True)
-            trainer.stop = True
-
     def upload_checkpoint(trainer) -> None:  # after the epoch's dvclive step, so the curves go with it
         if run.mirror and stopper.completed:
             try:
@@ -165,7 +160,8 @@ def _fit(run: TrainRun, plan: ResumePlan) -> TrainResult:
         model.add_callback("on_fit_epoch_end", logger.on_fit_epoch_end)
         model.add_callback("on_fit_epoch_end", upload_checkpoint)
         model.add_callback("on_fit_epoch_end", stopper.check)
-        model.add_callback("on_fit_epoch_end", finish_when_asked)
+        if run.sweep:
+            model.add_callback("on_fit_epoch_end", run.sweep.after_epoch)
         model.train(
             data=str(run.data_yaml.resolve()), epochs=params.epochs, imgsz=params.imgsz, batch=params.batch,
             device=None if params.device == "auto" else params.device, workers=params.workers, seed=params.seed,
