@@ -11,6 +11,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from yolopipe.train.checkpoints import PREFIX as CHECKPOINT_PREFIX
+
 # A dead server must fail a push in seconds, not after botocore's retries.
 S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                "AWS_MAX_ATTEMPTS": "1"}
@@ -104,6 +106,11 @@ class MotoS3(ServerProcess):
         name = name or _bucket_name()
         self._client("s3").create_bucket(Bucket=name)
         return name
+
+    def checkpoint_keys(self, bucket: str) -> list[str]:
+        """The training checkpoints (yolopipe.train.checkpoints) on the remote `configure` set up."""
+        listed = self._client("s3").list_objects_v2(Bucket=bucket, Prefix=f"yolopipe/{CHECKPOINT_PREFIX}/")
+        return [item["Key"] for item in listed.get("Contents", [])]
 
     def configure(self, project: Path, bucket: str, remote: str = "s3") -> None:
         """Point `remote` at this server as a team would (the endpoint goes to config.local: it is per machine)."""

@@ -44,11 +44,6 @@ def test_checkpoints_need_a_real_remote_before_training_starts(tmp_path):
     assert RemoteCheckpoints.open(project, "f" * 64, 0, tmp_path) is None  # off: no remote needed
 
 
-def remote_checkpoints(store, bucket: str) -> list[str]:
-    listed = store._client("s3").list_objects_v2(Bucket=bucket, Prefix=f"yolopipe/{PREFIX}/")
-    return [item["Key"] for item in listed.get("Contents", [])]
-
-
 @pytest.mark.slow
 def test_killed_machine_resumes_on_a_second_one_through_the_remote(s3_server, tiny_dataset, tmp_path):
     origin = origin_project(tmp_path / "origin", {"data": {"root": str(tiny_dataset)},
@@ -73,7 +68,7 @@ def test_killed_machine_resumes_on_a_second_one_through_the_remote(s3_server, ti
         assert training.poll() is None or reader.is_alive(), "".join(lines)
         assert time.monotonic() < deadline, "".join(lines)
         time.sleep(0.2)
-    assert any(key.endswith("/last.pt") for key in remote_checkpoints(s3_server, bucket))
+    assert any(key.endswith("/last.pt") for key in s3_server.checkpoint_keys(bucket))
     training.kill()  # kill -9, and the machine's disk goes with it
     training.wait()
     reader.join()
@@ -85,4 +80,4 @@ def test_killed_machine_resumes_on_a_second_one_through_the_remote(s3_server, ti
     steps = (second / "results" / "train" / "plots" / "metrics" / "val" / "mAP50.tsv").read_text().splitlines()[1:]
     assert [row.split("\t")[0] for row in steps] == ["0", "1", "2", "3", "4"]  # the first machine's curves too
     assert torch.load(second / "models" / "last.pt", weights_only=False)["epoch"] == -1  # finished
-    assert remote_checkpoints(s3_server, bucket) == []  # a finished run's checkpoint is deleted
+    assert s3_server.checkpoint_keys(bucket) == []  # a finished run's checkpoint is deleted

@@ -4,8 +4,10 @@ copy of this repository whose dataset is DVC-tracked and checked out as read-onl
 import hashlib
 import json
 import os
+import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -84,11 +86,18 @@ def test_the_prod_model_stands_beside_base_and_pr(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
+def sweep(tmp_path_factory, s3_server):
     """A copy of this repository on a DVC-tracked synthetic dataset, linked from the cache, a baseline run by
-    `dvc repro`, and two experiments run from the queue (`dvc exp run --queue` + `dvc queue start`)."""
+    `dvc repro`, and two experiments run side by side from the queue (`dvc exp run --queue` +
+    `dvc queue start -j 2`), as on a GPU box: the staged copies on a staging disk (YOLOPIPE_STAGE_DIR) and a
+    checkpoint uploaded after every epoch to an S3 remote whose endpoint is in config.local."""
     env, log = guarded_env(tmp_path_factory.mktemp("netguard"))
-    root = copy_project(tmp_path_factory.mktemp("sweep"), {"train": TINY_TRAIN, "data": {"root": "data/dataset-v1"}})
+    nvme = tmp_path_factory.mktemp("nvme")
+    env = {**env, **s3_server.client_env(), "YOLOPIPE_STAGE_DIR": str(nvme)}
+    root = copy_project(tmp_path_factory.mktemp("sweep"), {"train": {**TINY_TRAIN, "checkpoint_every": 1},
+                                                           "data": {"root": "data/dataset-v1"}})
+    bucket = s3_server.make_bucket()
+    s3_server.configure(root, bucket)
     run(["dvc", "config", "cache.type", "reflink,hardlink,symlink"], root, env)
     run([*YOLOPIPE, "synth", "data/dataset-v1", "--train", "24", "--val", "8", "--test", "8",
          "--width", "96", "--height", "96", "--seed", "1"], root, env)
@@ -101,9 +110,28 @@ def sweep(tmp_path_factory):
     run(["git", "add", "-A"], root)
     run([*GIT, "commit", "-q", "-m", "baseline"], root)
     queued = run(["dvc", "exp", "run", "--queue", *SWEEP], root, env).stdout
-    run(["dvc", "queue", "start", "--jobs", "1"], root, env)
+    run(["dvc", "queue", "start", "--jobs", "2"], root, env)
     status = _wait_for_queue(root, env, timeout_s=900)
-    return root, env, log, cache_before, queued, status
+    return QueuedSweep(root, env, log, cache_before, queued, status, nvme, s3_server, bucket)
+
+
+@dataclass
+class QueuedSweep:
+    root: Path
+    env: dict
+    netguard_log: Path
+    cache_before: dict
+    queued: str
+    status: str
+    stage_dir: Path
+    store: object
+    bucket: str
+
+    def names(self) -> list[str]:
+        return re.findall(r"Queued experiment '([^']+)'", self.queued)
+
+    def logs(self, name: str) -> str:
+        return run(["dvc", "queue", "logs", name], self.root, self.env).stdout
 
 
 def _wait_for_queue(root: Path, env: dict, timeout_s: float) -> str:
@@ -124,7 +152,8 @@ def _digest(root: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_queued_sweep_runs_on_read_only_linked_data(sweep):
-    root, env, log, cache_before, queued, status = sweep
+    root, log, cache_before, queued, status = sweep.root, sweep.netguard_log, sweep.cache_before, sweep.queued, \
+        sweep.status
     assert queued.count("Queued experiment") == 2, queued
     assert status.count("Success") == 2 and "Failed" not in status, status
     image = next((root / "data/dataset-v1/images/train").iterdir())
@@ -138,8 +167,30 @@ def test_queued_sweep_runs_on_read_only_linked_data(sweep):
 
 
 @pytest.mark.slow
+def test_queue_jobs_stage_apart_upload_checkpoints_and_leave_no_copies_behind(sweep):
+    """Two workers at once: each temporary workspace staged into its own folder on the staging disk and
+    uploaded a checkpoint after each epoch (the S3 endpoint reached them through config.local, which DVC
+    copies into its workspaces); once DVC deleted the workspaces, the next stage removes their copies."""
+    names, folders, removed = sweep.names(), set(), 0
+    for name in names:
+        text = sweep.logs(name)
+        removed += sum(int(n) for n in re.findall(r"removed (\d+) cop", text))  # a workspace that had gone
+        staged = re.search(r"staged \d+ files .* -> (\S+): \d+ written", text)
+        assert staged, text[-3000:]
+        folders.add(Path(staged.group(1)))
+        assert "checkpoint uploaded" in text, text[-3000:]
+    assert len(folders) == 2 and all(folder.parent == sweep.stage_dir for folder in folders), folders
+    assert sweep.store.checkpoint_keys(sweep.bucket) == []  # finished runs delete theirs
+    printed = run([*YOLOPIPE, "stage"], sweep.root, sweep.env).stdout
+    removed += sum(int(n) for n in re.findall(r"removed (\d+) cop", printed))
+    assert removed == 2, printed
+    own = (sweep.root / "data" / "staged").resolve()
+    assert sorted(p.name for p in sweep.stage_dir.iterdir()) == sorted([own.name, own.name + ".owner"])
+
+
+@pytest.mark.slow
 def test_report_compares_the_baseline_with_both_experiments(sweep, tmp_path):
-    root, env, *_ = sweep
+    root, env = sweep.root, sweep.env
     rows = json.loads(run(["dvc", "exp", "show", "--json"], root, env).stdout)
     names = sorted(exp["name"] for row in rows for exp in (row.get("experiments") or [])
                    for exp in [exp["revs"][0]] if exp.get("name"))
@@ -163,7 +214,7 @@ def test_report_compares_the_baseline_with_both_experiments(sweep, tmp_path):
 
 @pytest.mark.slow
 def test_report_on_one_revision_says_so(sweep, tmp_path):
-    root, env, *_ = sweep
+    root, env = sweep.root, sweep.env
     out = tmp_path / "single.md"
     result = run([*YOLOPIPE, "report", "--exp", "main", "-o", str(out)], root, env)
     assert "main alone (no baseline)" in result.stdout

@@ -81,6 +81,30 @@ def test_staging_directory_is_linked_from_the_fixed_path(tiny_dataset, tmp_path)
     assert not staged_root.is_symlink() and staged_digest(staged_root) == linked
 
 
+def test_copies_of_deleted_workspaces_are_removed_from_the_staging_directory(tiny_dataset, tmp_path):
+    """`dvc queue start -j 2` stages in temporary workspaces DVC deletes afterwards: each has its own folder on
+    the staging disk while it runs, and the next stage there removes the copies nobody links to any more,
+    and nothing else on that disk."""
+    nvme = tmp_path / "nvme"
+    mine = tmp_path / "project" / "data" / "staged"
+    queued = [tmp_path / "project" / ".dvc" / "tmp" / "exps" / name / "data" / "staged" for name in ("a", "b")]
+    folders = [stage(tiny_dataset, root, COPY, stage_dir=nvme).location for root in (mine, *queued)]
+    assert len(set(folders)) == 3  # concurrent workspaces never share one copy
+    (nvme / "scratch").mkdir()  # the user's own things on that disk
+    (nvme / "scratch" / "notes.txt").write_text("mine")
+    (nvme / "other.owner").write_text(str(queued[0]))  # an owner file for a folder that is not a staged copy
+    (nvme / "other").mkdir()
+    shutil.rmtree(queued[0].parents[1])  # DVC removes workspace a once its experiment is recorded
+    result = stage(tiny_dataset, mine, COPY, stage_dir=nvme)
+    assert result.written == 0 and "removed 1 copy no checkout links to any more" in result.summary
+    assert not folders[1].exists() and folders[0].is_dir() and folders[2].is_dir()
+    assert (nvme / "scratch" / "notes.txt").read_text() == "mine" and (nvme / "other").is_dir()
+    queued[1].unlink()
+    queued[1].mkdir()  # workspace b now keeps its copy in place: its old folder is nobody's
+    assert stage(tiny_dataset, mine, COPY, stage_dir=nvme).reaped.folders == 1 and not folders[2].exists()
+    assert stage(tiny_dataset, mine, COPY, stage_dir=nvme).reaped.folders == 0
+
+
 def test_intact_copy_is_trusted_and_damage_is_repaired(tiny_dataset, tmp_path):
     staged = tmp_path / "staged"
     stage(tiny_dataset, staged, COPY)

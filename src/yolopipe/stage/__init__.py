@@ -9,9 +9,7 @@ same contents wherever the copy lives.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +22,7 @@ from yolopipe.errors import PipelineError
 from yolopipe.pack.index import DATA_YAML, is_packed, read_index
 from yolopipe.params import StageParams
 from yolopipe.stage.copy_engine import sync, sync_files
+from yolopipe.stage.location import Reaped, copy_folder, point, reap_abandoned
 
 FORMAT = 1  # bump when the staged layout changes, so old copies are not trusted
 
@@ -39,16 +38,19 @@ class StageResult:
     location: Path | None = None
     """Where the files are when staged_root is a link to a staging directory."""
     seconds: float = 0.0
+    reaped: Reaped = Reaped()
+    """Copies of deleted workspaces removed from the staging directory."""
 
     @property
     def summary(self) -> str:
         where = f"{self.staged_root} -> {self.location}" if self.location else str(self.staged_root)
         if not self.written:
             return (f"staged copy intact: {self.files} files ({self.bytes / 1e6:.1f} MB) in {where}, "
-                    f"checked in {self.seconds:.1f} s")
+                    f"checked in {self.seconds:.1f} s{self.reaped.summary}")
         rate = self.written / self.seconds if self.seconds else 0
         return (f"staged {self.files} files ({self.bytes / 1e6:.1f} MB) into {where}: {self.written} written"
-                f"{f', {self.linked} hard-linked' if self.linked else ''} in {self.seconds:.1f} s ({rate:.0f} files/s)")
+                f"{f', {self.linked} hard-linked' if self.linked else ''} in {self.seconds:.1f} s ({rate:.0f} files/s)"
+                f"{self.reaped.summary}")
 
 
 def stage(dataset: Path, staged_root: Path, params: StageParams | None = None,
@@ -61,7 +63,7 @@ def stage(dataset: Path, staged_root: Path, params: StageParams | None = None,
     packed = is_packed(dataset)
     source_root = Path(os.path.abspath(dataset)) if packed else load_dataset(dataset).root
     staged_root = Path(os.path.abspath(staged_root))
-    target = _location(staged_root, stage_dir)
+    target = copy_folder(staged_root, stage_dir)
     if target == source_root or source_root in target.parents or target in source_root.parents:
         raise PipelineError(f"the staging directory {target} overlaps the dataset {source_root}",
                             hint="stage into a directory outside the dataset")
@@ -70,7 +72,8 @@ def stage(dataset: Path, staged_root: Path, params: StageParams | None = None,
         description = packed_description(source_root)
     else:
         description = dataset_description(load_dataset(dataset))
-    _point(staged_root, target)
+    point(staged_root, target)
+    reaped = reap_abandoned(stage_dir, keep=target) if stage_dir else Reaped()
     key = {"format": FORMAT, "source": str(source_root), **params.model_dump(mode="json")}
     if packed:
         from yolopipe.pack.extract import extract_members  # here: extract itself builds on stage's modules
@@ -86,7 +89,7 @@ def stage(dataset: Path, staged_root: Path, params: StageParams | None = None,
         data_yaml.write_text(text)
     return StageResult(staged_root, staged_root / "data.yaml", result.files + 1, result.bytes + len(text),
                        result.written, result.linked, target if target != staged_root else None,
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, reaped)
 
 
 def dataset_description(source: Dataset) -> dict:
@@ -109,27 +112,6 @@ def packed_description(shards: Path) -> dict:
         raise PipelineError("the packed dataset's description lacks train, val or names", path=path,
                             hint="pack the dataset again with `yolopipe pack`")
     return description
-
-
-def _location(staged_root: Path, stage_dir: Path | None) -> Path:
-    if stage_dir is None:
-        return staged_root
-    # One folder per checkout, so two clones on one machine never share (and clobber) a copy.
-    checkout = hashlib.sha256(str(staged_root).encode()).hexdigest()[:8]
-    return Path(os.path.abspath(stage_dir)) / f"{staged_root.parent.parent.name}-{staged_root.name}-{checkout}"
-
-
-def _point(staged_root: Path, target: Path) -> None:
-    """Make staged_root the copy itself (no staging directory) or a symbolic link to it."""
-    if staged_root.is_symlink():
-        if target != staged_root and Path(os.readlink(staged_root)) == target:
-            return
-        staged_root.unlink()
-    if target != staged_root:
-        if staged_root.exists():
-            shutil.rmtree(staged_root)
-        staged_root.parent.mkdir(parents=True, exist_ok=True)
-        staged_root.symlink_to(target, target_is_directory=True)
 
 
 def _relative_entry(path: Path, root: Path, yaml_path: Path) -> str:

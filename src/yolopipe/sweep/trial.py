@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yolopipe import paths
+from yolopipe.stage.location import reap_abandoned
 
 STOP_BOARD = "yolopipe-stop-requests"  # the named Ray actor holding ASHA's stop requests (sweep/asha.py)
 POLL_S = 0.25
@@ -42,7 +43,7 @@ class TrialJob:
     metric: str
     threads: int
     stage_dir: str | None
-    """YOLOPIPE_STAGE_DIR of the driver; each trial stages into its own folder under it."""
+    """YOLOPIPE_STAGE_DIR of the driver; each trial's clone stages into a folder of its own there."""
     judged: bool = False
     """A scheduler (ASHA) judges every epoch: training waits for each decision."""
 
@@ -79,8 +80,8 @@ def run_trial(config: dict, job: TrialJob) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(job.threads), paths.STOP_FILE_ENV: str(stop_file)}
     env.pop(paths.STAGE_DIR_ENV, None)
     env.pop(paths.EPOCH_GATE_ENV, None)
-    if job.stage_dir:  # concurrent trials must not share one staged copy
-        env[paths.STAGE_DIR_ENV] = str(Path(job.stage_dir) / name)
+    if job.stage_dir:  # each trial's clone stages into a folder of its own there (yolopipe.stage.location)
+        env[paths.STAGE_DIR_ENV] = os.environ.get(paths.STAGE_DIR_ENV) or job.stage_dir  # the node's own first
     board = ray.get_actor(STOP_BOARD) if job.judged else None
     if board is not None:
         env[paths.EPOCH_GATE_ENV] = str(gate_file)
@@ -115,6 +116,8 @@ def run_trial(config: dict, job: TrialJob) -> None:
                  "stop_requested": stop_file.exists(), "epochs_completed": summary.get("epochs_completed"),
                  "stopped_early": summary.get("stopped_early"), "evaluate/mAP50-95": evaluation.get("mAP50-95")})
     shutil.rmtree(repo, ignore_errors=True)  # the experiment lives in the project now; the log stays
+    if job.stage_dir:  # and this clone's copy on the staging disk is nobody's now
+        reap_abandoned(Path(job.stage_dir))
 
 
 def _pass_on_decision(board, trial_id: str, epoch: int, process: subprocess.Popen, stop_file: Path,
