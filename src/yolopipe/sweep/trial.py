@@ -71,6 +71,8 @@ def run_trial(config: dict, job: TrialJob) -> None:
     shutil.rmtree(home / "repo", ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "log.txt"
+    with log_path.open("a") as log:
+        log.write(f"{_now()} trial {name} started on {os.uname().nodename}\n")
     repo = _clone(job, home / "repo", log_path)
     overrides = [arg for key, value in sorted(config.items()) for arg in ("-S", f"{key}={_yaml_value(value)}")]
     command = ["dvc", "exp", "run", "-n", name, *overrides, *([] if job.shared_cache else ["--pull"])]
@@ -86,7 +88,7 @@ def run_trial(config: dict, job: TrialJob) -> None:
     if board is not None:
         env[paths.EPOCH_GATE_ENV] = str(gate_file)
     with log_path.open("a") as log:
-        log.write(f"$ {' '.join(command)}\n")
+        log.write(f"{_now()} $ {' '.join(command)}\n")
         log.flush()
         process = subprocess.Popen(command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # its own group: a stop reaches DVC and the stage
@@ -107,6 +109,8 @@ def run_trial(config: dict, job: TrialJob) -> None:
     finally:
         stop_group(process)
         (home / "pgid").unlink(missing_ok=True)
+    with log_path.open("a") as log:
+        log.write(f"{_now()} dvc exp run exited {process.returncode}\n")
     if process.returncode != 0:
         raise TrialFailed(f"dvc exp run exited {process.returncode}; log: {log_path}")
     _push(job, repo, name, log_path)
@@ -115,6 +119,8 @@ def run_trial(config: dict, job: TrialJob) -> None:
     tune.report({job.metric: last, "epoch": reported, "experiment": name, "log": str(log_path),
                  "stop_requested": stop_file.exists(), "epochs_completed": summary.get("epochs_completed"),
                  "stopped_early": summary.get("stopped_early"), "evaluate/mAP50-95": evaluation.get("mAP50-95")})
+    with log_path.open("a") as log:
+        log.write(f"{_now()} experiment {name} is in {job.source}\n")
     shutil.rmtree(repo, ignore_errors=True)  # the experiment lives in the project now; the log stays
     if job.stage_dir:  # and this clone's copy on the staging disk is nobody's now
         reap_abandoned(Path(job.stage_dir))
@@ -200,7 +206,7 @@ def _clone(job: TrialJob, repo: Path, log_path: Path) -> Path:
         steps += [["dvc", "cache", "dir", "--local", job.shared_cache], ["dvc", "checkout", "-q"]]
     with log_path.open("a") as log:
         for step in steps:
-            log.write(f"$ {' '.join(step)}\n")
+            log.write(f"{_now()} $ {' '.join(step)}\n")
             log.flush()
             code = subprocess.run(step, cwd=repo if step[1] != "clone" else None, stdout=log,
                                   stderr=subprocess.STDOUT).returncode
@@ -217,7 +223,7 @@ def _push(job: TrialJob, repo: Path, name: str, log_path: Path) -> None:
     DVC remote (`dvc exp pull` on any machine then shows and restores it)."""
     command = ["dvc", "exp", "push", "--force", *(["--no-cache"] if job.shared_cache else []), job.source, name]
     with log_path.open("a") as log:
-        log.write(f"$ {' '.join(command)}\n")
+        log.write(f"{_now()} $ {' '.join(command)}\n")
         log.flush()
         code = subprocess.run(command, cwd=repo, stdout=log, stderr=subprocess.STDOUT).returncode
     if code:
@@ -233,3 +239,8 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return {}
+
+
+def _now() -> str:
+    """The wall-clock time in the trial's log, so a slow step is visible."""
+    return time.strftime("%H:%M:%S")
