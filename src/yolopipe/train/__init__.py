@@ -86,7 +86,7 @@ def _fit(work: EpochWork, plan: ResumePlan, data_yaml: Path, model_source: str, 
     model = YOLO(str(plan.checkpoint) if resuming else model_source, task="detect")
     device = training_device(params.device, params.batch, visible_gpus() if params.device == "auto" else 0)
     with work.stopper.installed():
-        if device is None or "," not in device:
+        if not Trainer.launches_ranks(device):
             work.open()  # one device: the epochs run in this process
         work.add_callbacks(model)
         model.train(

@@ -12,7 +12,6 @@ this trainer class (imported only after yolopipe.ultra.load_ultralytics), adds w
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -37,6 +36,11 @@ class Trainer(DetectionTrainer):
             patch_ddp_rank()
         super().__init__(*args, **kwargs)
 
+    @classmethod
+    def launches_ranks(cls, device: str | None) -> bool:
+        """Whether Ultralytics will start one process per device for `device` (then this one only waits)."""
+        return device is not None and "," in device
+
     def train(self):
         if not self.ddp:
             return super().train()
@@ -57,17 +61,26 @@ class Trainer(DetectionTrainer):
         self.outcome = read_outcome(Path(self.save_dir))
         returncode, signum = forwarded
         if self.outcome.get("status") == "KILLED" or (signum and returncode):
-            signum = self.outcome.get("signum") or signum or signal.SIGTERM
-            raise TrainingInterrupted(signum, self.outcome.get("completed", 0), self.epochs)
+            raise TrainingInterrupted(self.outcome.get("signum") or signum or signal.SIGTERM,
+                                      self.outcome.get("completed", self._epochs_saved()), self.epochs)
         if returncode or self.outcome.get("status") != "FINISHED":
             raise PipelineError(f"multi-GPU training ({self.world_size} processes) failed with exit code "
                                 f"{returncode}; the ranks' errors are above", hint="train.device: 0 trains on one GPU")
+
+    def _epochs_saved(self) -> int:
+        """Epochs in rank 0's last checkpoint, for a rank 0 that was killed before it said how it ended."""
+        import torch
+
+        try:
+            return torch.load(self.last, map_location="cpu", weights_only=False).get("epoch", -1) + 1
+        except (OSError, RuntimeError, EOFError):
+            return 0
 
 
 def _run_forwarding_signals(cmd: list[str]) -> tuple[int, int | None]:
     """Run torch.distributed.run in its own session, so a Ctrl-C or a group's SIGTERM reaches the ranks once,
     through this process; forward SIGTERM and SIGINT to the ranks. Returns (exit code, first signal)."""
-    agent = subprocess.Popen(cmd, start_new_session=True)
+    agent = subprocess.Popen(cmd, start_new_session=True)  # the ranks: each in a session of its own, too
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         return agent.wait(), None
@@ -82,8 +95,9 @@ def _run_forwarding_signals(cmd: list[str]) -> tuple[int, int | None]:
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         returncode = agent.wait()
-    except BaseException:
-        os.killpg(agent.pid, signal.SIGKILL)  # a second signal: stop now (last.pt holds the last epoch)
+    except BaseException:  # a second signal: stop now (last.pt holds the last epoch)
+        _signal_ranks(agent.pid, signal.SIGKILL)
+        agent.kill()
         agent.wait()
         raise
     finally:
@@ -93,7 +107,7 @@ def _run_forwarding_signals(cmd: list[str]) -> tuple[int, int | None]:
 
 
 def _signal_ranks(agent_pid: int, signum: int) -> None:
-    """Send `signum` to the ranks themselves: the agent would also SIGKILL them 30 s later."""
+    """Send `signum` to the ranks themselves (the agent, told, would also SIGKILL them 30 s later)."""
     import psutil
 
     try:
@@ -109,7 +123,7 @@ def _signal_ranks(agent_pid: int, signum: int) -> None:
 
 def write_outcome(save_dir: Path, outcome: dict) -> None:
     partial = save_dir / f".{OUTCOME}.partial"
-    partial.write_text(json.dumps(outcome, sort_keys=True))
+    partial.write_text(json.dumps(outcome))
     partial.replace(save_dir / OUTCOME)
 
 

@@ -120,10 +120,16 @@ class EpochWork:
         self._opened = _Opened(live, EpochLogger(live, mlflow), checkpoints, mirror, mlflow)
 
     def install_in_rank(self, trainer) -> None:
-        """A DDP rank catches SIGTERM and SIGINT itself (yolopipe.train.ddp forwards them to every rank)."""
+        """A DDP rank catches SIGTERM and SIGINT (yolopipe.train.ddp forwards them to every rank) and stops at
+        the next check. A repeated signal changes nothing there: torch's agent sends one when another rank
+        has exited, which must not cut rank 0's close short; the launcher kills the ranks on a second one."""
         if LOCAL_RANK != -1:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, self.stopper.handle)
+                signal.signal(sig, self._note_signal)
+
+    def _note_signal(self, signum: int, frame) -> None:
+        if self.stopper.signum is None:
+            self.stopper.signum = signum
 
     def open_in_rank(self, trainer) -> None:
         if LOCAL_RANK != -1 and runs_epoch_work():
