@@ -47,7 +47,6 @@ def gloo(tmp_path, tiny_dataset, monkeypatch):
     monkeypatch.chdir(tmp_path)
     load_ultralytics(tmp_path / "scratch" / "ultralytics")  # before ddp_cpu imports Ultralytics
     import ddp_cpu
-
     import yolopipe.train.ddp
 
     monkeypatch.setattr(yolopipe.train.ddp, "Trainer", ddp_cpu.GlooTrainer)
