@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -123,3 +124,45 @@ def test_sigterm_stops_both_ranks_and_the_rerun_resumes(gloo):
     assert result.resumed_from == completed + 1 and result.epochs == 4
     assert rows(live) == ["0", "1", "2", "3"]
     assert torch.load(gloo.root / "models" / "last.pt", weights_only=False)["epoch"] == -1  # finished
+
+
+FAKE_AGENT = """
+import subprocess, sys
+# like torch.distributed.run: the rank in a session of its own; the agent passes on the rank's exit code
+rank = subprocess.Popen([sys.executable, "-c", sys.argv[1]], start_new_session=True)
+sys.exit(rank.wait())
+"""
+FAKE_RANK = """
+import signal, sys, time
+from pathlib import Path
+def stop(signum, frame):
+    Path(sys.argv[1]).write_text(str(signum))
+    sys.exit(1)
+signal.signal(signal.SIGTERM, stop)
+Path(sys.argv[1] + ".ready").touch()
+time.sleep(60)
+"""
+
+
+def test_a_signal_to_the_launcher_reaches_the_ranks_once_and_not_the_agent(tmp_path):
+    """The launcher's part, on fakes: SIGTERM to this process goes to the rank (a child of the agent, in a
+    session of its own), the agent is left to pass on the rank's exit, and yolopipe's own handler records it."""
+    from yolopipe.train.ddp import _run_forwarding_signals
+    from yolopipe.train.resume import StopOnSignal
+
+    received = tmp_path / "rank-got"
+    rank = f"import sys; sys.argv = ['rank', {str(received)!r}]\n{FAKE_RANK}"
+    cmd = [sys.executable, "-c", FAKE_AGENT, rank]
+
+    def sigterm_when_the_rank_is_ready():
+        while not received.with_name("rank-got.ready").exists():
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=sigterm_when_the_rank_is_ready, daemon=True).start()
+    stopper = StopOnSignal()
+    with stopper.installed():
+        returncode, signum = _run_forwarding_signals(cmd)
+    assert (returncode, signum) == (1, signal.SIGTERM)  # the agent exited on its own, with the rank's code
+    assert received.read_text() == str(int(signal.SIGTERM))
+    assert stopper.signum == signal.SIGTERM
