@@ -147,7 +147,7 @@ time.sleep(60)
 def test_a_signal_to_the_launcher_reaches_the_ranks_once_and_not_the_agent(tmp_path):
     """The launcher's part, on fakes: SIGTERM to this process goes to the rank (a child of the agent, in a
     session of its own), the agent is left to pass on the rank's exit, and yolopipe's own handler records it."""
-    from yolopipe.train.ddp import _run_forwarding_signals
+    from yolopipe.train.launch import run_forwarding_signals
     from yolopipe.train.resume import StopOnSignal
 
     received = tmp_path / "rank-got"
@@ -162,7 +162,7 @@ def test_a_signal_to_the_launcher_reaches_the_ranks_once_and_not_the_agent(tmp_p
     threading.Thread(target=sigterm_when_the_rank_is_ready, daemon=True).start()
     stopper = StopOnSignal()
     with stopper.installed():
-        returncode, signum = _run_forwarding_signals(cmd)
+        returncode, signum = run_forwarding_signals(cmd)
     assert (returncode, signum) == (1, signal.SIGTERM)  # the agent exited on its own, with the rank's code
     assert received.read_text() == str(int(signal.SIGTERM))
     assert stopper.signum == signal.SIGTERM

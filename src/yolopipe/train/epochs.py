@@ -206,7 +206,7 @@ class EpochWork:
             opened.mlflow.close([self.best, self.models_dir / "train_args.yaml"] if status == "FINISHED" else [],
                                 status)
         if RANK == 0 and trainer is not None:
-            from yolopipe.train.ddp import write_outcome
+            from yolopipe.train.launch import write_outcome
 
             write_outcome(Path(trainer.save_dir), {"status": status, "signum": self.stopper.signum,
                                                    "completed": self.stopper.completed, **(self.result or {})})
