@@ -9,8 +9,12 @@
 #      (torch.cuda.max_memory_allocated) and mean GPU utilisation (nvidia-smi sampled every 200 ms);
 #   3. Ultralytics' data loader from the original location, the staged copy (in YOLOPIPE_STAGE_DIR when set)
 #      and the copy pre-resized to 640, on 1920x1080 JPEGs (bench/stage.py's loader benchmark);
-#   4. the ONNX export and its parity check, and CUDA ONNX Runtime latency when onnxruntime-gpu is installed.
-# Sizes: TRAIN_IMAGES (default 8000), EPOCHS (4), BATCH (32), LOADER_IMAGES (800).
+#   4. the ONNX export and its parity check, and CUDA ONNX Runtime latency when onnxruntime-gpu is installed;
+#   5. on a box with 2+ GPUs only (at most 420 s more), bench/ddp_check.py: `train.device: auto` trains on every
+#      GPU (torch DDP): epoch time on 1 GPU and on all, rank 0's outputs complete and written once, and a
+#      SIGTERM mid-run that stops every rank and a rerun that resumes (not yet run on a GPU either).
+# Sizes: TRAIN_IMAGES (default 8000), EPOCHS (4), BATCH (32, the global batch under DDP), LOADER_IMAGES (800),
+# DDP_EPOCHS (3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +23,7 @@ TRAIN_IMAGES=${TRAIN_IMAGES:-8000}
 EPOCHS=${EPOCHS:-4}
 BATCH=${BATCH:-32}
 LOADER_IMAGES=${LOADER_IMAGES:-800}
+DDP_EPOCHS=${DDP_EPOCHS:-3}
 PY=${PYTHON:-python}
 
 fail() { echo "gpu_check: $*" >&2; exit 1; }
@@ -47,4 +52,11 @@ part 210 "CUDA training" "$PY" bench/gpu_check.py train "$WORK/coco-like" "$WORK
     "$PY" -m yolopipe.cli synth "$WORK/loader-1080p" --train "$LOADER_IMAGES" --val 10 --test 0 --width 1920 --height 1080
 part 60 "data loader" "$PY" bench/gpu_check.py loader "$WORK/loader-1080p" "$WORK"
 part 60 "ONNX export" "$PY" bench/gpu_check.py export "$WORK/coco-like" "$WORK"
+gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
+if [ "$gpus" -ge 2 ]; then
+    part 420 "every GPU: $gpus GPUs with train.device auto (DDP)" \
+        "$PY" bench/ddp_check.py "$WORK/coco-like" "$WORK" --epochs "$DDP_EPOCHS" --batch "$BATCH"
+else
+    echo; echo "== every GPU (DDP): skipped, $gpus GPU on this box"
+fi
 echo; echo "gpu_check: done in $((SECONDS - started)) s"

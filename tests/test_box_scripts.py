@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -22,3 +23,16 @@ def test_gpu_check_says_there_is_no_gpu_and_does_nothing(tmp_path):
     assert result.returncode == 1
     assert result.stderr == "gpu_check: no nvidia-smi: this check needs an NVIDIA GPU and its driver (none here)\n"
     assert not work.exists()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_scripts_parse(script):
+    """bash -n: a syntax check for the parts no test runs here (gpu_check.sh beyond its no-GPU exit)."""
+    run(["bash", "-n", script], REPO)
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU machine: run bench/gpu_check.sh itself")
+def test_ddp_check_skips_with_fewer_than_two_gpus(tmp_path):
+    result = run([sys.executable, "bench/ddp_check.py", str(tmp_path / "data"), str(tmp_path / "work")], REPO)
+    assert result.stdout.startswith("ddp_check: skipped: 0 GPU(s) visible")
+    assert not (tmp_path / "work").exists()

@@ -48,6 +48,17 @@ def load_ultralytics(config_dir: Path = DEFAULT_CONFIG_DIR) -> ModuleType:
     return ultralytics
 
 
+def patch_ddp_rank() -> None:
+    """In a DDP rank (a fresh interpreter that inherited our environment, so Ultralytics already reads our
+    settings): the offline AMP check again. The settings file is left alone: the ranks start at once, and a
+    rank writing it while another reads it would make Ultralytics reset it to its defaults."""
+    from ultralytics.engine import trainer
+
+    if not getattr(trainer.check_amp, "yolopipe_offline", False):
+        weights_dir = Path(os.environ["YOLO_CONFIG_DIR"]) / "weights"
+        trainer.check_amp = _offline_check_amp(trainer.check_amp, weights_dir)
+
+
 def _install_fonts(font_dir: Path) -> None:
     """Give Ultralytics' plotting the fonts it would otherwise fetch from github.com."""
     import matplotlib
@@ -69,4 +80,5 @@ def _offline_check_amp(stock_check, weights_dir: Path):
             return True
         return stock_check(model)
 
+    check_amp.yolopipe_offline = True
     return check_amp

@@ -105,19 +105,22 @@ class StopOnSignal:
         if threading.current_thread() is not threading.main_thread():  # Python allows handlers only there
             yield self
             return
-        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             yield self
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _handle(self, signum: int, frame) -> None:
+    def handle(self, signum: int, frame) -> None:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
 
     def check(self, trainer) -> None:
-        """An Ultralytics callback: stop here if a signal arrived."""
-        if self.signum is not None:
-            raise TrainingInterrupted(self.signum, self.completed, trainer.epochs)
+        """An Ultralytics callback: stop here if a signal arrived (in DDP: in any rank, see agreed_signal)."""
+        from yolopipe.train.ranks import agreed_signal
+
+        signum = agreed_signal(self.signum, trainer)
+        if signum is not None:
+            raise TrainingInterrupted(signum, self.completed, trainer.epochs)
