@@ -6,7 +6,8 @@ epoch each) three ways and prints each wall time:
   sweep x1    `yolopipe sweep` with max_concurrent 1 (the same trials through Ray, one at a time)
   sweep xW    `yolopipe sweep` with max_concurrent W (default 2)
 and the ratios: sequential / sweep xW (the speed-up), and (sweep x1 - sequential) / N, the scheduling overhead
-per trial (Ray's start-up, the clone of the project per trial, the experiment push). Every trial trains on
+per trial, split from the trial logs' time stamps into what each trial adds (the clone of the project, its
+checkout, the experiment push) and what the sweep pays once (Ray's start and stop, Tune). Every trial trains on
 cores / max_concurrent threads, so sweep x1 and sequential use the same threads; an untimed warm-up run goes
 first.
 
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -89,6 +91,16 @@ def sweep(project: Path, values: list[float], workers: int) -> float:
     return seconds
 
 
+def trial_seconds(sweep_dir: Path) -> float:
+    """The trials' own wall time, summed: first to last time stamp of each trial log (1 s resolution)."""
+    total = 0.0
+    for log in sweep_dir.glob("*/log.txt"):
+        stamps = [line[:8] for line in log.read_text().splitlines() if line[:2].isdigit() and line[2:3] == ":"]
+        first, last = (datetime.strptime(stamp, "%H:%M:%S") for stamp in (stamps[0], stamps[-1]))
+        total += (last - first).total_seconds() % 86400  # across midnight
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
@@ -110,9 +122,11 @@ def main() -> None:
         print(f"sweep x1    (yolopipe sweep, max_concurrent 1): {one:7.1f} s", flush=True)
         many = sweep(project, values, args.workers)
         print(f"sweep x{args.workers}    (yolopipe sweep, max_concurrent {args.workers}): {many:7.1f} s", flush=True)
-        print(f"speed-up of {args.workers} workers over sequential: {base / many:.2f}x; "
-              f"scheduling overhead per trial: {(one - base) / args.trials:+.1f} s "
-              f"({one / base:.2f}x the sequential time at 1 worker)")
+        in_trials = trial_seconds(project / ".yolopipe" / "sweeps" / "x1")
+        print(f"speed-up of {args.workers} workers over sequential: {base / many:.2f}x; sweep x1 / sequential: "
+              f"{one / base:.2f}x, {(one - base) / args.trials:+.1f} s per trial, of which "
+              f"{(in_trials - base) / args.trials:+.1f} s inside each trial (clone, checkout, exp push; from the "
+              f"trial logs) and {one - in_trials:.1f} s once per sweep (Ray's start and stop, Tune)")
         listed = sh(["dvc", "exp", "list", "--name-only"], project).split()
         print(f"experiments recorded: {len(listed)} (expected {3 * args.trials + 1})")
     finally:

@@ -2,7 +2,11 @@
 trials are real `dvc exp run`s of this project on a tiny dataset."""
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +159,38 @@ def test_a_crashing_trial_is_recorded_failed_with_its_log_and_the_sweep_goes_on(
     names = [name for name in _experiments(root, env) if name.startswith("crash-")]
     assert len(names) == 1, names  # the good trial is an experiment, the crashed one left none
     assert "model=yolo11n.yaml" in summary.split("best:")[1]
+
+
+def _parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_is_retried_and_leaves_one_whole_experiment(project):
+    """SIGKILL the Ray worker running a trial while its training runs: Tune retries the trial (max_failures 1),
+    the retry stops the orphaned `dvc exp run` first, and the project holds exactly one experiment for it."""
+    root, env, _ = project
+    sweep = _write(root / "killed.yaml", {"name": "killed", "space": {"train.lr0": {"grid": [0.003]}},
+                                          "searcher": "grid", "metric": "val/mAP50", "max_failures": 1})
+    process = subprocess.Popen([*YOLOPIPE, "sweep", str(sweep)], cwd=root, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    trials = root / ".yolopipe" / "sweeps" / "killed"
+    deadline, killed = time.monotonic() + 300, None
+    while killed is None and time.monotonic() < deadline and process.poll() is None:
+        for pgid_file in trials.glob("*/pgid"):
+            series = pgid_file.parent / "repo" / "results" / "train" / "plots" / "metrics"
+            if series.is_dir():  # an epoch is on disk: training is under way
+                dvc = int(pgid_file.read_text())
+                killed = (_parent_pid(dvc), dvc)
+                os.kill(killed[0], signal.SIGKILL)
+        time.sleep(0.2)
+    printed, _ = process.communicate(timeout=900)
+    assert killed is not None, printed[-3000:]
+    assert process.returncode == 0, printed[-3000:]
+    assert not Path(f"/proc/{killed[1]}").exists()  # the first attempt's dvc exp run was stopped, not left running
+    summary = printed[printed.index("sweep killed: 1 trials"):]
+    assert summary.count(" completed ") == 1, summary
+    names = [name for name in _experiments(root, env) if name.startswith("killed-")]
+    assert len(names) == 1, names
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root).stdout.split()
+    assert sum(ref.endswith("/" + names[0]) for ref in refs) == 1, refs
