@@ -27,6 +27,16 @@ TINY_TRAIN = {"epochs": 2, "imgsz": 64, "batch": 8}  # seconds per run on the sa
 GIT = ["git", "-c", "user.name=yolopipe tests", "-c", "user.email=tests@yolopipe.invalid"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ultralytics_through_the_adapter(tmp_path_factory) -> None:
+    """The test process itself imports Ultralytics (a torch.load of a checkpoint unpickles its classes), and
+    Ultralytics fixes its config directory at its first import: make that import ours, so no test writes
+    ~/.config/Ultralytics. (yolopipe's commands always import it through the adapter first.)"""
+    from yolopipe.ultra import load_ultralytics
+
+    load_ultralytics(tmp_path_factory.mktemp("ultralytics"))
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A real 3-class YOLO dataset of 40 images; treat as read-only (copy it to modify)."""
