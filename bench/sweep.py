@@ -68,7 +68,14 @@ def lr_values(trials: int) -> list[float]:
     return [round(0.001 * (index + 1), 4) for index in range(trials)]
 
 
+def forget_run_cache(project: Path) -> None:
+    """Every run below trains: DVC's run cache would restore a stage run before with the same params and deps
+    (the three runs train the same trials) instead of running it."""
+    shutil.rmtree(project / ".dvc" / "cache" / "runs", ignore_errors=True)
+
+
 def sequential(project: Path, values: list[float]) -> float:
+    forget_run_cache(project)
     started = time.monotonic()
     for index, lr in enumerate(values):
         sh(["dvc", "exp", "run", "-n", f"seq-{index}", "-S", f"train.lr0={lr}"], project)
@@ -81,6 +88,7 @@ def sweep(project: Path, values: list[float], workers: int) -> float:
               "metric": "val/mAP50", "max_concurrent": workers, "cpus_per_trial": cpus}
     sweep_file = project / f"sweep-x{workers}.yaml"
     sweep_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    forget_run_cache(project)
     started = time.monotonic()
     printed = sh([*YOLOPIPE, "sweep", str(sweep_file)], project)
     seconds = time.monotonic() - started
