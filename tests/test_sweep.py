@@ -194,3 +194,33 @@ def test_a_killed_ray_worker_is_retried_and_leaves_one_whole_experiment(project)
     assert len(names) == 1, names
     refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root).stdout.split()
     assert sum(ref.endswith("/" + names[0]) for ref in refs) == 1, refs
+
+
+@pytest.mark.slow
+def test_trials_from_a_git_remote_push_refs_and_outputs_that_a_new_clone_pulls(project, tmp_path):
+    """As on a cluster's other nodes: the trial clones the commit from `git_remote`, pulls its data from the DVC
+    remote, and pushes its experiment ref to the git remote and its outputs to the DVC remote; a fresh clone
+    elsewhere then lists it after `dvc exp pull` and restores its weights."""
+    root, env, _ = project
+    origin, work, store = tmp_path / "origin.git", tmp_path / "work", tmp_path / "dvc-store"
+    run(["git", "clone", "-q", "--bare", str(root), str(origin)], tmp_path)
+    run(["git", "clone", "-q", str(origin), str(work)], tmp_path)
+    run(["dvc", "remote", "add", "-d", "-f", "store", str(store)], work, env)  # in .dvc/config: every node has it
+    run(["git", "add", ".dvc/config"], work)
+    run([*GIT, "commit", "-q", "-m", "a DVC remote every node reaches"], work)
+    run(["git", "push", "-q", "origin", "HEAD"], work)
+    sweep = _write(work / "remote.yaml", {"name": "remote", "space": {"train.epochs": {"grid": [1]}},
+                                          "searcher": "grid", "metric": "val/mAP50", "git_remote": "origin"})
+    printed = run([*YOLOPIPE, "sweep", str(sweep)], work, env).stdout
+    assert printed[printed.index("sweep remote: 1 trials"):].count(" completed ") == 1, printed[-3000:]
+    refs = run(["git", "ls-remote", str(origin), "refs/exps/*"], tmp_path).stdout
+    assert "/remote-" in refs, refs
+    name = refs.split("/")[-1].strip()
+    assert any(p.is_file() for p in store.rglob("*"))  # the outputs went to the DVC remote
+
+    elsewhere = tmp_path / "elsewhere"
+    run(["git", "clone", "-q", str(origin), str(elsewhere)], tmp_path)
+    run(["dvc", "exp", "pull", "origin", name], elsewhere, env)
+    assert name in _experiments(elsewhere, env)
+    run(["dvc", "exp", "apply", name], elsewhere, env)
+    assert (elsewhere / "models" / "best.pt").stat().st_size > 100_000  # restored from the DVC remote
