@@ -170,7 +170,8 @@ def test_a_killed_ray_worker_is_retried_and_leaves_one_whole_experiment(project)
     """SIGKILL the Ray worker running a trial while its training runs: Tune retries the trial (max_failures 1),
     the retry stops the orphaned `dvc exp run` first, and the project holds exactly one experiment for it."""
     root, env, _ = project
-    sweep = _write(root / "killed.yaml", {"name": "killed", "space": {"train.lr0": {"grid": [0.003]}},
+    sweep = _write(root / "killed.yaml", {"name": "killed", "space": {"train.lr0": {"grid": [0.003]},
+                                                                     "train.epochs": {"grid": [2]}},
                                           "searcher": "grid", "metric": "val/mAP50", "max_failures": 1})
     process = subprocess.Popen([*YOLOPIPE, "sweep", str(sweep)], cwd=root, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
