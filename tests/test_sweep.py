@@ -142,45 +142,29 @@ def test_asha_stops_two_of_four_trials_and_all_four_are_experiments(project):
     assert _refused(log) <= RAY_CLOUD_PROBES, "a trial tried to reach the network"
 
 
-@pytest.mark.slow
-def test_a_crashing_trial_is_recorded_failed_with_its_log_and_the_sweep_goes_on(project):
-    root, env, _ = project
-    sweep = _write(root / "crash.yaml", {
-        "name": "crash", "space": {"train.model": {"grid": ["yolo11n.yaml", "no-such-model.yaml"]},
-                                   "train.epochs": {"grid": [1]}},
-        "searcher": "grid", "metric": "val/mAP50", "max_concurrent": 2})
-    result = run([*YOLOPIPE, "sweep", str(sweep)], root, env)
-    summary = result.stdout[result.stdout.index("sweep crash: 2 trials"):]
-    failed = [line for line in summary.splitlines() if " failed " in line]
-    assert len(failed) == 1 and "no-such-model.yaml" in failed[0], result.stdout
-    log = Path(failed[0].split("(log: ")[1].rstrip(")"))
-    assert log.is_file() and "no-such-model.yaml" in log.read_text()
-    assert "dvc exp run exited" in failed[0]
-    names = [name for name in _experiments(root, env) if name.startswith("crash-")]
-    assert len(names) == 1, names  # the good trial is an experiment, the crashed one left none
-    assert "model=yolo11n.yaml" in summary.split("best:")[1]
-
-
 def _parent_pid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 @pytest.mark.slow
-def test_a_killed_ray_worker_is_retried_and_leaves_one_whole_experiment(project):
-    """SIGKILL the Ray worker running a trial while its training runs: Tune retries the trial (max_failures 1),
-    the retry stops the orphaned `dvc exp run` first, and the project holds exactly one experiment for it."""
+def test_a_crash_is_recorded_failed_and_a_killed_worker_is_retried_and_the_sweep_goes_on(project):
+    """Two bad trials in one sweep (one Ray start-up for both): one crashes (a model file that does not exist)
+    and is recorded failed with its log path; the Ray worker of the other is SIGKILLed while it trains, and
+    Tune retries it (max_failures 1): the retry stops the orphaned `dvc exp run` first, and the project holds
+    exactly one whole experiment, the retried one's."""
     root, env, _ = project
-    sweep = _write(root / "killed.yaml", {"name": "killed", "space": {"train.lr0": {"grid": [0.003]},
-                                                                     "train.epochs": {"grid": [2]}},
-                                          "searcher": "grid", "metric": "val/mAP50", "max_failures": 1})
+    sweep = _write(root / "bad.yaml", {
+        "name": "bad", "space": {"train.model": {"grid": ["yolo11n.yaml", "no-such-model.yaml"]},
+                                 "train.epochs": {"grid": [2]}},
+        "searcher": "grid", "metric": "val/mAP50", "max_concurrent": 2, "max_failures": 1})
     process = subprocess.Popen([*YOLOPIPE, "sweep", str(sweep)], cwd=root, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    trials = root / ".yolopipe" / "sweeps" / "killed"
+    trials = root / ".yolopipe" / "sweeps" / "bad"
     deadline, killed = time.monotonic() + 300, None
     while killed is None and time.monotonic() < deadline and process.poll() is None:
         for pgid_file in trials.glob("*/pgid"):
             series = pgid_file.parent / "repo" / "results" / "train" / "plots" / "metrics"
-            if series.is_dir():  # an epoch is on disk: training is under way
+            if series.is_dir():  # an epoch is on disk: the good trial's training is under way
                 dvc = int(pgid_file.read_text())
                 killed = (_parent_pid(dvc), dvc)
                 os.kill(killed[0], signal.SIGKILL)
@@ -189,10 +173,14 @@ def test_a_killed_ray_worker_is_retried_and_leaves_one_whole_experiment(project)
     assert killed is not None, printed[-3000:]
     assert process.returncode == 0, printed[-3000:]
     assert not Path(f"/proc/{killed[1]}").exists()  # the first attempt's dvc exp run was stopped, not left running
-    summary = printed[printed.index("sweep killed: 1 trials"):]
-    assert summary.count(" completed ") == 1, summary
-    names = [name for name in _experiments(root, env) if name.startswith("killed-")]
-    assert len(names) == 1, names
+    summary = printed[printed.index("sweep bad: 2 trials"):]
+    failed = [line for line in summary.splitlines() if " failed " in line]
+    assert len(failed) == 1 and "no-such-model.yaml" in failed[0] and "dvc exp run exited" in failed[0], summary
+    log = Path(failed[0].split("(log: ")[1].rstrip(")"))
+    assert log.is_file() and "no-such-model.yaml" in log.read_text()
+    assert summary.count(" completed ") == 1 and "model=yolo11n.yaml" in summary.split("best:")[1], summary
+    names = [name for name in _experiments(root, env) if name.startswith("bad-")]
+    assert len(names) == 1, names  # the retried trial; the crashed one left none
     refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root).stdout.split()
     assert sum(ref.endswith("/" + names[0]) for ref in refs) == 1, refs
 
