@@ -71,8 +71,7 @@ def run_trial(config: dict, job: TrialJob) -> None:
     shutil.rmtree(home / "repo", ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "log.txt"
-    with log_path.open("a") as log:
-        log.write(f"{_now()} trial {name} started on {os.uname().nodename}\n")
+    _note(log_path, f"trial {name} started on {os.uname().nodename}")
     repo = _clone(job, home / "repo", log_path)
     overrides = [arg for key, value in sorted(config.items()) for arg in ("-S", f"{key}={_yaml_value(value)}")]
     command = ["dvc", "exp", "run", "-n", name, *overrides, *([] if job.shared_cache else ["--pull"])]
@@ -82,8 +81,9 @@ def run_trial(config: dict, job: TrialJob) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(job.threads), paths.STOP_FILE_ENV: str(stop_file)}
     env.pop(paths.STAGE_DIR_ENV, None)
     env.pop(paths.EPOCH_GATE_ENV, None)
-    if job.stage_dir:  # each trial's clone stages into a folder of its own there (yolopipe.stage.location)
-        env[paths.STAGE_DIR_ENV] = os.environ.get(paths.STAGE_DIR_ENV) or job.stage_dir  # the node's own first
+    stage_dir = os.environ.get(paths.STAGE_DIR_ENV) or job.stage_dir  # this node's own first
+    if stage_dir:  # each trial's clone stages into a folder of its own there (yolopipe.stage.location)
+        env[paths.STAGE_DIR_ENV] = stage_dir
     board = ray.get_actor(STOP_BOARD) if job.judged else None
     if board is not None:
         env[paths.EPOCH_GATE_ENV] = str(gate_file)
@@ -109,8 +109,7 @@ def run_trial(config: dict, job: TrialJob) -> None:
     finally:
         stop_group(process)
         (home / "pgid").unlink(missing_ok=True)
-    with log_path.open("a") as log:
-        log.write(f"{_now()} dvc exp run exited {process.returncode}\n")
+    _note(log_path, f"dvc exp run exited {process.returncode}")
     if process.returncode != 0:
         raise TrialFailed(f"dvc exp run exited {process.returncode}; log: {log_path}")
     _push(job, repo, name, log_path)
@@ -119,11 +118,10 @@ def run_trial(config: dict, job: TrialJob) -> None:
     tune.report({job.metric: last, "epoch": reported, "experiment": name, "log": str(log_path),
                  "stop_requested": stop_file.exists(), "epochs_completed": summary.get("epochs_completed"),
                  "stopped_early": summary.get("stopped_early"), "evaluate/mAP50-95": evaluation.get("mAP50-95")})
-    with log_path.open("a") as log:
-        log.write(f"{_now()} experiment {name} is in {job.source}\n")
+    _note(log_path, f"experiment {name} is in {job.source}")
     shutil.rmtree(repo, ignore_errors=True)  # the experiment lives in the project now; the log stays
-    if job.stage_dir:  # and this clone's copy on the staging disk is nobody's now
-        reap_abandoned(Path(job.stage_dir))
+    if stage_dir:  # and this clone's copy on the staging disk is nobody's now
+        reap_abandoned(Path(stage_dir))
 
 
 def _pass_on_decision(board, trial_id: str, epoch: int, process: subprocess.Popen, stop_file: Path,
@@ -136,8 +134,7 @@ def _pass_on_decision(board, trial_id: str, epoch: int, process: subprocess.Pope
         if process.poll() is not None:
             return
         if time.monotonic() > deadline:
-            with log_path.open("a") as log:
-                log.write(f"yolopipe sweep: no decision on epoch {epoch} after {DECISION_TIMEOUT_S} s; going on\n")
+            _note(log_path, f"no decision on epoch {epoch} after {DECISION_TIMEOUT_S} s; training goes on")
             break
         time.sleep(0.05)
     if stop and not stop_file.exists():
@@ -244,3 +241,8 @@ def _read_json(path: Path) -> dict:
 def _now() -> str:
     """The wall-clock time in the trial's log, so a slow step is visible."""
     return time.strftime("%H:%M:%S")
+
+
+def _note(log_path: Path, line: str) -> None:
+    with log_path.open("a") as log:
+        log.write(f"{_now()} {line}\n")
