@@ -67,7 +67,7 @@ def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path
                      RemoteSpec(Path.cwd(), stamp["fingerprint"], params.checkpoint_every, scratch_dir)
                      if checkpoints else None, mlflow if params.mlflow_uri else None, sweep)
     try:
-        result = _fit(work, plan, data_yaml, model_source, scratch_dir)
+        result = _fit(work, plan, data_yaml, model_source, scratch_dir, checkpoints)
     finally:
         work.close()  # after an error before Ultralytics' own teardown; else it has closed already
     if checkpoints:
@@ -75,7 +75,8 @@ def train(params: TrainParams, data_yaml: Path, models_dir: Path, live_dir: Path
     return result
 
 
-def _fit(work: EpochWork, plan: ResumePlan, data_yaml: Path, model_source: str, scratch_dir: Path) -> TrainResult:
+def _fit(work: EpochWork, plan: ResumePlan, data_yaml: Path, model_source: str, scratch_dir: Path,
+         checkpoints: RemoteCheckpoints | None) -> TrainResult:
     from ultralytics import YOLO
 
     from yolopipe.train.ddp import Trainer  # imports Ultralytics: only after load_ultralytics
@@ -87,7 +88,7 @@ def _fit(work: EpochWork, plan: ResumePlan, data_yaml: Path, model_source: str, 
     device = training_device(params.device, params.batch, visible_gpus() if params.device == "auto" else 0)
     with work.stopper.installed():
         if not Trainer.launches_ranks(device):
-            work.open()  # one device: the epochs run in this process
+            work.open(checkpoints)  # one device: the epochs run in this process, on the remote opened above
         work.add_callbacks(model)
         model.train(
             trainer=Trainer,

@@ -96,8 +96,9 @@ class EpochWork:
         ]:
             model.add_callback(event, callback)
 
-    def open(self) -> None:
-        """Open dvclive and the uploaders; only in the process that runs the epochs."""
+    def open(self, checkpoints=None) -> None:
+        """Open dvclive and the uploaders; only in the process that runs the epochs. `checkpoints`: the
+        RemoteCheckpoints that process has open already (one device), rather than a second connection."""
         if self._opened is not None:
             return
         from dvclive import Live
@@ -106,8 +107,8 @@ class EpochWork:
         from yolopipe.train.mirror import CheckpointMirror
         from yolopipe.train.mlflow_mirror import MlflowMirror
 
-        checkpoints = mirror = mlflow = None
-        if self.remote:
+        mirror = mlflow = None
+        if self.remote and checkpoints is None:
             spec = self.remote
             checkpoints = RemoteCheckpoints.open(spec.project, spec.fingerprint, spec.every, spec.scratch_dir)
         if self.mirror_dir:
